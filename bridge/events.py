@@ -1,0 +1,93 @@
+"""Validation of what applications send, before anything reaches the broker.
+
+Like daphne's outbound checks: an invalid event makes ``send()`` raise with a message that says
+what is wrong, so the bug surfaces in the application that made it, not as a broker disconnect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from paho.mqtt.properties import Properties
+
+from . import properties as props_
+from .topics import TopicError, validate_filter, validate_publish_topic
+
+__all__ = ["InvalidEvent", "Publish", "validate_publish", "validate_qos", "validate_subscribe"]
+
+
+class InvalidEvent(ValueError):
+    """An application sent an event the bridge cannot carry out; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    properties: Properties | None
+
+
+def validate_qos(qos: Any, what: str = "qos") -> int:
+    if type(qos) is not int or qos not in (0, 1, 2):
+        raise InvalidEvent(f"{what} must be 0, 1 or 2, got {qos!r}")
+    return qos
+
+
+def validate_publish(body: Any, max_payload_bytes: int) -> Publish:
+    """Check an ``mqtt.pub`` body (or a publish request) and return what to send."""
+    if not isinstance(body, dict):
+        raise InvalidEvent(f"publish event needs an 'mqtt' dict, got {type(body).__name__}")
+    topic = body.get("topic")
+    try:
+        validate_publish_topic(topic)  # type: ignore[arg-type]
+    except TopicError as exc:
+        raise InvalidEvent(f"cannot publish: {exc}") from None
+    assert isinstance(topic, str)
+    if topic.startswith("$"):
+        raise InvalidEvent(
+            f"cannot publish to {topic!r}: topics starting with '$' are reserved for the broker"
+        )
+    payload = body.get("payload", b"")
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    elif isinstance(payload, bytearray | memoryview):
+        payload = bytes(payload)
+    elif payload is None:
+        payload = b""
+    elif not isinstance(payload, bytes):
+        raise InvalidEvent(
+            f"cannot publish to {topic!r}: payload must be bytes or str, "
+            f"got {type(payload).__name__} (encode it first, or use publish_json)"
+        )
+    if len(payload) > max_payload_bytes:
+        raise InvalidEvent(
+            f"cannot publish to {topic!r}: payload is {len(payload)} bytes, over the "
+            f"limit of {max_payload_bytes} (limits.max_payload_bytes)"
+        )
+    qos = validate_qos(body.get("qos", 1))
+    retain = body.get("retain", False)
+    if not isinstance(retain, bool):
+        raise InvalidEvent(f"retain must be True or False, got {retain!r}")
+    try:
+        properties = props_.to_paho(body.get("properties"))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidEvent(f"cannot publish to {topic!r}: {exc}") from None
+    except Exception as exc:  # paho raises MQTTException for values of the wrong type
+        raise InvalidEvent(f"cannot publish to {topic!r}: bad property value: {exc}") from None
+    return Publish(topic, payload, qos, retain, properties)
+
+
+def validate_subscribe(body: Any, *, need_qos: bool) -> tuple[str, int]:
+    if not isinstance(body, dict):
+        raise InvalidEvent(f"subscribe event needs an 'mqtt' dict, got {type(body).__name__}")
+    topic = body.get("topic")
+    try:
+        validate_filter(topic)  # type: ignore[arg-type]
+    except TopicError as exc:
+        raise InvalidEvent(f"cannot subscribe: {exc}") from None
+    assert isinstance(topic, str)
+    qos = validate_qos(body.get("qos", 1)) if need_qos else 0
+    return topic, qos

@@ -1,0 +1,109 @@
+"""Topic routing: ``TopicRouter`` is to MQTT topics what Channels' ``URLRouter`` is to paths.
+
+    application = ProtocolTypeRouter({
+        "mqtt": TopicRouter([
+            topic("sensors/{device_id}/temperature", TemperatureConsumer.as_asgi()),
+        ]),
+    })
+
+The bridge subscribes to every route's filter and keeps one application instance per route and
+parameter values (per device). Each instance's scope carries ``topic_route`` =
+``{"pattern", "filter", "kwargs"}``; the router is an ordinary ASGI app that reads it and calls
+the route's application, so middleware may wrap it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .topics import TopicPattern, compile_pattern
+
+__all__ = ["Route", "TopicRouter", "find_topic_router", "topic"]
+
+
+class Route:
+    """One topic pattern and the ASGI application that serves it."""
+
+    __slots__ = ("app", "name", "pattern", "qos")
+
+    def __init__(self, pattern: str, app: Any, *, qos: int = 1, name: str | None = None) -> None:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"route {pattern!r}: qos must be 0, 1 or 2, got {qos!r}")
+        self.pattern: TopicPattern = compile_pattern(pattern)
+        self.app = app
+        self.qos = qos
+        self.name = name or _app_name(app)
+
+    def __repr__(self) -> str:
+        return f"<Route {self.pattern.pattern!r} -> {self.name} qos={self.qos}>"
+
+
+def topic(pattern: str, app: Any, *, qos: int = 1, name: str | None = None) -> Route:
+    """Route topics matching ``pattern`` to ``app`` (like Django's ``path()``)."""
+    return Route(pattern, app, qos=qos, name=name)
+
+
+class TopicRouter:
+    """An ASGI application that dispatches "mqtt" instances to the route they were made for."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes: list[Route] = list(routes)
+        seen: dict[str, Route] = {}
+        for route in self.routes:
+            if not isinstance(route, Route):
+                raise TypeError(f"TopicRouter expects topic(...) routes, got {route!r}")
+            other = seen.get(route.pattern.filter)
+            if other is not None:
+                raise ValueError(
+                    f"routes {other.pattern.pattern!r} and {route.pattern.pattern!r} subscribe to "
+                    f"the same filter {route.pattern.filter!r}; only the first would ever match"
+                )
+            seen[route.pattern.filter] = route
+        self._by_pattern = {route.pattern.pattern: route for route in self.routes}
+
+    def match(self, topic_name: str) -> tuple[Route, dict[str, str]] | None:
+        """The first route whose pattern matches ``topic_name``, and its parameters."""
+        for route in self.routes:
+            kwargs = route.pattern.match(topic_name)
+            if kwargs is not None:
+                return route, kwargs
+        return None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "mqtt":
+            raise ValueError(f"TopicRouter got a scope of type {scope.get('type')!r}, not 'mqtt'")
+        route_info = scope.get("topic_route")
+        if route_info is None:
+            raise ValueError(
+                "TopicRouter needs scope['topic_route'], which the bridge sets for routed "
+                "instances; a master (app_id 0) instance cannot be routed by topic"
+            )
+        route = self._by_pattern.get(route_info["pattern"])
+        if route is None:
+            raise ValueError(f"no route with pattern {route_info['pattern']!r} in this TopicRouter")
+        return await route.app(scope, receive, send)
+
+
+def find_topic_router(application: Any) -> TopicRouter | None:
+    """Find the TopicRouter under a ProtocolTypeRouter and any middleware wrapping it."""
+    seen = 0
+    node = application
+    while node is not None and seen < 20:
+        seen += 1
+        if isinstance(node, TopicRouter):
+            return node
+        mapping = getattr(node, "application_mapping", None)
+        if isinstance(mapping, dict):
+            node = mapping.get("mqtt")
+            continue
+        node = getattr(node, "inner", None) or getattr(node, "app", None)
+    return None
+
+
+def _app_name(app: Any) -> str:
+    consumer = getattr(app, "consumer_class", None)
+    target = consumer if consumer is not None else app
+    module = getattr(target, "__module__", "")
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}.{name}" if module else name

@@ -1,0 +1,597 @@
+"""The protocol server: MQTT publishes in, "mqtt" ASGI events out, and back.
+
+Lifecycle as in uvicorn: ``serve()`` = startup (embedded broker, connection, subscriptions,
+channel-layer intake) -> main loop (until ``request_stop()`` or a signal) -> shutdown (stop
+intake, ``mqtt.disconnect`` to every instance, wait up to ``limits.shutdown_timeout``, cancel
+stragglers, disconnect cleanly).
+
+The per-message path is ``_on_message``: called by paho on the event-loop thread for each
+PUBLISH, it validates, picks the instance (one per route and parameter values) and appends the
+event to that instance's deque. See bridge/instances.py for the hand-off and acknowledgements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import json
+import logging
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.matcher import MQTTMatcher
+
+from . import properties as props_
+from .client import MqttClient, OutboundQueueFull, PublishFailed
+from .config import Config
+from .events import InvalidEvent, validate_publish, validate_subscribe
+from .instances import AckTracker, Instance
+from .routing import Route, TopicRouter, find_topic_router
+from .typing import ASGI_SPEC_VERSION
+
+__all__ = ["Server"]
+
+logger = logging.getLogger("bridge.server")
+
+_CONNECT_EVENT: dict[str, Any] = {"type": "mqtt.connect", "mqtt": {}}
+
+
+class Server:
+    """Runs routed instances (``routes``) and/or an mqttasgi-style master application."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        application: Any = None,
+        routes: Iterable[Route] = (),
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.config = config
+        self.limits = config.limits
+        router = find_topic_router(application) if application is not None else None
+        all_routes = list(router.routes) if router is not None else []
+        all_routes += list(routes)
+        self.router: TopicRouter | None = TopicRouter(all_routes) if all_routes else None
+        # The application receives routed scopes through its own TopicRouter and middleware;
+        # YAML routes have no wrapping application, so their instances call the route's app.
+        self._routed_app = application if router is not None else None
+        self._python_routes = {id(r) for r in router.routes} if router is not None else set()
+        self.master_app = application if router is None else None
+        self.install_signal_handlers = install_signal_handlers
+        self.client_id = config.broker.client_id or f"mqttbridge-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.broker_url = config.broker.url
+        self.client: MqttClient | None = None
+        self.embedded: Any = None
+        self.acks = AckTracker(self._send_ack)
+        self.instances: collections.OrderedDict[Any, Instance] = collections.OrderedDict()
+        self.paused_by: set[Instance] = set()
+        # Dynamic (mqtt.sub) subscriptions: match filter -> instances; subscribe filter per match.
+        self._dynamic: dict[str, set[Instance]] = {}
+        self._dynamic_matcher = MQTTMatcher()
+        self._v5 = config.broker.protocol == "5"
+        self._max_payload = config.limits.max_payload_bytes
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.ready = asyncio.Event()
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Run until ``request_stop()`` or SIGINT/SIGTERM, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        restore = self._install_signals(loop) if self.install_signal_handlers else []
+        try:
+            await self.startup()
+            await self._stop_event.wait()
+        finally:
+            await self.shutdown()
+            for sig, handler in restore:
+                signal.signal(sig, handler)
+
+    def request_stop(self) -> None:
+        if self._stop_event is None:
+            return
+        if self._stop_event.is_set() and self._stopping:
+            logger.warning("second stop request: cancelling remaining instances now")
+            for inst in list(self.instances.values()):
+                if inst.task is not None:
+                    inst.task.cancel()
+        self._stop_event.set()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, Any]]:
+        restore = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                restore.append((sig, signal.getsignal(sig)))
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests) or not supported
+        return restore
+
+    def _on_signal(self, sig: int) -> None:
+        logger.info("received %s, shutting down", signal.Signals(sig).name)
+        self.request_stop()
+
+    async def startup(self) -> None:
+        cfg = self.config
+        host = port = None
+        if cfg.broker.scheme == "embedded":
+            from .embedded import EmbeddedBroker
+
+            self.embedded = EmbeddedBroker(
+                cfg.broker.host,
+                cfg.broker.port,
+                allow_anonymous=cfg.broker.allow_anonymous,
+                max_payload_bytes=cfg.limits.max_payload_bytes,
+            )
+            await self.embedded.start()
+            self.broker_url = self.embedded.url
+            host, port = self.embedded.url.rsplit("//", 1)[1].rsplit(":", 1)
+        self.client = MqttClient(
+            cfg.broker,
+            self._on_message,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+            client_id=self.client_id,
+            host=host,
+            port=int(port) if port else None,
+        )
+        if self.router is not None:
+            for route in self.router.routes:
+                self.client.subscribe(self._subscribe_filter(route.pattern.filter), route.qos)
+                logger.info("route %s -> %s (qos %d)", route.pattern.pattern, route.name, route.qos)
+        await self.client.start()
+        self._spawn_task(self._serve_channel_layer(), "channel-layer-intake")
+        self._spawn_task(self._reap_idle(), "idle-reaper")
+        if self.master_app is not None:
+            self._start_master()
+
+    def _subscribe_filter(self, topic_filter: str) -> str:
+        group = self.config.broker.shared_group
+        return f"$share/{group}/{topic_filter}" if group else topic_filter
+
+    async def shutdown(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.ready.clear()
+        client = self.client
+        if client is not None:
+            client.stop_reading()  # stop intake first: nothing new starts
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        instances = list(self.instances.values())
+        for inst in instances:
+            self._close_instance(inst, "shutdown")
+        tasks = [inst.task for inst in instances if inst.task is not None and not inst.task.done()]
+        if tasks:
+            logger.info("waiting up to %ss for %d instances to finish", self.limits.shutdown_timeout, len(tasks))
+            _, pending = await asyncio.wait(tasks, timeout=self.limits.shutdown_timeout)
+            if pending:
+                logger.warning("cancelling %d instances still running after %ss", len(pending), self.limits.shutdown_timeout)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=1.0)
+        if client is not None:
+            await client.stop()
+        if self.embedded is not None:
+            await self.embedded.stop()
+        logger.info("bridge stopped")
+
+    def _spawn_task(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- connection events --------------------------------------------------------------------
+
+    def _on_connect(self, session_present: bool) -> None:
+        assert self.client is not None
+        if not self.ready.is_set():
+            self._spawn_task(self._announce_ready(), "ready")
+
+    async def _announce_ready(self) -> None:
+        # Ready once the broker has confirmed our subscriptions: tests and scripts wait for it.
+        assert self.client is not None
+        await asyncio.sleep(0)
+        if self.client.subscriptions:
+            marker = f"mqttbridge/ready/{self.client_id}"
+            future = self.client.subscribe(marker, 0)
+            if future is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(future, 10)
+            self.client.unsubscribe(marker)
+        self.ready.set()
+        logger.info(
+            "bridge ready: %d routes, %d subscriptions, broker %s",
+            len(self.router.routes) if self.router else 0,
+            len(self.client.subscriptions),
+            self.client.broker,
+        )
+
+    def _on_disconnect(self, reason: str) -> None:
+        self.ready.clear()
+        # Unacknowledged messages will be redelivered by the broker under their new ids.
+        self.acks.connection_lost()
+
+    def _send_ack(self, mid: int, qos: int) -> None:
+        if self.client is not None:
+            self.client.ack(mid, qos)
+
+    # -- the per-message path -----------------------------------------------------------------
+
+    def _on_message(self, message: paho.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError as exc:
+            self._reject(message, None, f"topic is not valid UTF-8: {exc}")
+            return
+        payload = message.payload
+        if len(payload) > self._max_payload:
+            self._reject(
+                message, topic,
+                f"payload is {len(payload)} bytes, over limits.max_payload_bytes={self._max_payload}",
+            )
+            return
+        qos = message.qos
+        token = self.acks.track(message.mid, qos) if qos else None
+        event = {
+            "type": "mqtt.msg",
+            "mqtt": {
+                "topic": topic,
+                "payload": payload,
+                "qos": qos,
+                "retain": bool(message.retain),
+                "dup": bool(message.dup),
+                "properties": props_.from_paho(message.properties) if self._v5 else {},
+            },
+        }
+        routed: Instance | None = None
+        router = self.router
+        if router is not None:
+            matched = router.match(topic)
+            if matched is not None:
+                route, kwargs = matched
+                routed = self._routed_instance(route, kwargs, topic)
+                routed.put(event, token)
+                if len(routed.items) >= self.limits.queue_size:
+                    self._backpressure(routed)
+        delivered = routed is not None
+        if self._dynamic:
+            for targets in self._dynamic_matcher.iter_match(topic):
+                for inst in targets:
+                    if inst is not routed:
+                        inst.put(event, token)
+                        delivered = True
+        if not delivered:
+            self.stats["unrouted"] += 1
+            logger.debug("no route or subscription for topic %r; acknowledged", topic)
+        if token is not None and token.remaining == 0:
+            token.remaining = 1
+            self.acks.release(token)
+
+    def _reject(self, message: paho.MQTTMessage, topic: str | None, reason: str) -> None:
+        """Refuse a message: log, record it on the dead-letter topic, acknowledge it."""
+        self.stats["rejected"] += 1
+        shown = topic if topic is not None else repr(message._topic)  # raw bytes
+        logger.warning("rejected message on %s: %s", shown, reason)
+        self.dead_letter(topic, None, reason, payload_size=len(message.payload))
+        if message.qos:
+            self._send_ack(message.mid, message.qos)
+
+    def dead_letter(
+        self,
+        topic: str | None,
+        payload: bytes | None,
+        error: str,
+        *,
+        consumer: str | None = None,
+        payload_size: int | None = None,
+    ) -> None:
+        """Publish a record of a message that could not be handled (docs/guarantees.md)."""
+        if self.client is None:
+            return
+        record: dict[str, Any] = {"topic": topic, "error": error, "consumer": consumer, "time": time.time()}
+        if payload is not None:
+            try:
+                record["payload"] = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                record["payload_base64"] = base64.b64encode(payload).decode("ascii")
+        if payload_size is not None:
+            record["payload_size"] = payload_size
+        data = json.dumps(record).encode()
+        if len(data) > self._max_payload and payload is not None:
+            # Keep the record within the limit the broker side expects; say what was left out.
+            record.pop("payload", None)
+            record.pop("payload_base64", None)
+            record["payload_size"] = len(payload)
+            record["payload_omitted"] = True
+            data = json.dumps(record).encode()
+        try:
+            self.client.publish(self.config.dead_letter_topic, data, 1, False)
+        except OutboundQueueFull:
+            logger.error("dead-letter record lost, outbound queue full: %s", record)
+
+    def _backpressure(self, inst: Instance) -> None:
+        assert self.client is not None
+        self.paused_by.add(inst)
+        self.stats["backpressure"] += 1
+        self.client.pause_reading()
+
+    def queue_drained(self, inst: Instance) -> None:
+        if len(inst.items) <= self.limits.queue_size // 2:
+            self.paused_by.discard(inst)
+            if not self.paused_by and self.client is not None and not self._stopping:
+                self.client.resume_reading()
+
+    # -- instances ----------------------------------------------------------------------------
+
+    def _routed_instance(self, route: Route, kwargs: dict[str, str], topic: str) -> Instance:
+        key = (route.pattern.pattern, *kwargs.values())
+        inst = self.instances.get(key)
+        if inst is not None:
+            self.instances.move_to_end(key)
+            inst.last_used = time.monotonic()
+            return inst
+        scope = self._base_scope()
+        scope["topic_route"] = {
+            "pattern": route.pattern.pattern,
+            "filter": route.pattern.filter,
+            "kwargs": kwargs,
+        }
+        app = self._routed_app if id(route) in self._python_routes else route.app
+        return self._spawn(key, route.name, app, scope)
+
+    def _base_scope(self) -> dict[str, Any]:
+        return {
+            "type": "mqtt",
+            "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},
+            "client_id": self.client_id,
+            "broker": self.broker_url,
+            # mqttasgi's scope keys, for its applications.
+            "version": "2.4",
+            "spec_version": ASGI_SPEC_VERSION,
+        }
+
+    def _spawn(self, key: Any, label: str, app: Any, scope: dict[str, Any]) -> Instance:
+        if len(self.instances) >= self.limits.max_instances:
+            self._evict_one()
+        inst = Instance(self, key, label, scope)
+        self.instances[key] = inst
+        inst.put(_CONNECT_EVENT, None)
+        inst.task = asyncio.get_running_loop().create_task(self._run_instance(inst, app), name=f"instance {label} {key!r}")
+        self.stats["instances_started"] += 1
+        return inst
+
+    def _evict_one(self) -> None:
+        for key, inst in self.instances.items():
+            if inst.app_id != 0:
+                logger.warning(
+                    "instance limit %d reached (limits.max_instances); closing least recently used %r",
+                    self.limits.max_instances, key,
+                )
+                self.stats["instances_evicted"] += 1
+                self._close_instance(inst, "instance limit reached")
+                return
+
+    def _close_instance(self, inst: Instance, reason: str) -> None:
+        if self.instances.get(inst.key) is inst:
+            del self.instances[inst.key]
+        if inst.closing:
+            return
+        inst.closing = True
+        inst.put({"type": "mqtt.disconnect", "mqtt": {"reason": reason}}, None)
+
+    async def _run_instance(self, inst: Instance, app: Any) -> None:
+        try:
+            await app(inst.scope, inst.receive, inst.send)
+        except asyncio.CancelledError:
+            logger.warning("instance %s %r cancelled", inst.label, inst.key)
+        except Exception as exc:
+            self._instance_crashed(inst, exc)
+        finally:
+            self._instance_ended(inst)
+
+    def _instance_crashed(self, inst: Instance, exc: Exception) -> None:
+        current = inst.current
+        event = current[0] if current is not None else None
+        topic = event["mqtt"].get("topic") if event and event["type"] == "mqtt.msg" else None
+        self.stats["instance_errors"] += 1
+        logger.error(
+            "Exception inside application %s (instance %r) while handling %s",
+            inst.label, inst.key, f"a message on {topic!r}" if topic else (event or {}).get("type", "startup"),
+            exc_info=exc,
+        )
+        if topic is not None and event is not None:
+            self.dead_letter(
+                topic, event["mqtt"]["payload"], f"{type(exc).__name__}: {exc}", consumer=inst.label
+            )
+
+    def _instance_ended(self, inst: Instance) -> None:
+        # The message being handled counts as handled (dead-lettered if it crashed): a poison
+        # message is acknowledged once, never redelivered forever.
+        inst.finish_current()
+        self.paused_by.discard(inst)
+        if self.instances.get(inst.key) is inst:
+            del self.instances[inst.key]
+        for topic_filter in list(inst.subscriptions):
+            self._drop_dynamic(inst, topic_filter)
+        leftovers = [item for item in inst.items if item[0]["type"] == "mqtt.msg"]
+        inst.items.clear()
+        if self._stopping:
+            return  # not handled, so never acknowledged: the broker redelivers them
+        # Messages queued behind the one that ended the instance go to a fresh instance.
+        for event, token in leftovers:
+            self._redeliver(inst, event, token)
+            if token is not None:
+                self.acks.release(token)  # the old instance's hold on it
+        if inst.app_id == 0 and not self.instances.get(inst.key):
+            logger.error("the master application ended; restarting it in 1 s")
+            asyncio.get_running_loop().call_later(1.0, self._start_master)
+
+    def _redeliver(self, old: Instance, event: dict[str, Any], token: Any) -> None:
+        if self.router is None or "topic_route" not in old.scope:
+            return
+        matched = self.router.match(event["mqtt"]["topic"])
+        if matched is None:
+            return
+        route, kwargs = matched
+        self._routed_instance(route, kwargs, event["mqtt"]["topic"]).put(event, token)
+
+    def _start_master(self) -> None:
+        if self._stopping or ("app", 0) in self.instances:
+            return
+        scope = self._base_scope() | {"app_id": 0, "instance_type": "master"}
+        self._spawn(("app", 0), _label(self.master_app), self.master_app, scope)
+
+    async def _reap_idle(self) -> None:
+        idle = self.limits.idle_timeout
+        while True:
+            await asyncio.sleep(min(max(idle / 4, 0.05), 5.0))
+            deadline = time.monotonic() - idle
+            for inst in list(self.instances.values()):
+                if inst.last_used > deadline:
+                    break  # LRU order: everything after this is newer
+                if inst.app_id is None and inst.idle():
+                    logger.debug("closing idle instance %r", inst.key)
+                    self._close_instance(inst, "idle timeout")
+
+    # -- what applications send ---------------------------------------------------------------
+
+    def handle_send(self, inst: Instance, event: dict[str, Any]) -> None:
+        client = self.client
+        assert client is not None
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "mqtt.pub":
+            pub = validate_publish(event.get("mqtt"), self._max_payload)
+            client.publish(pub.topic, pub.payload, pub.qos, pub.retain, pub.properties)
+        elif kind == "mqtt.sub":
+            topic_filter, qos = validate_subscribe(event.get("mqtt"), need_qos=True)
+            self._add_dynamic(inst, topic_filter, qos)
+        elif kind == "mqtt.usub":
+            topic_filter, _ = validate_subscribe(event.get("mqtt"), need_qos=False)
+            self._drop_dynamic(inst, topic_filter)
+        elif kind == "mqttasgi.worker.spawn":
+            self._spawn_worker(inst, event.get("command") or {})
+        elif kind == "mqttasgi.worker.kill":
+            self._kill_worker(inst, event.get("command") or {})
+        else:
+            raise InvalidEvent(
+                f"unknown event type {kind!r}: an mqtt application may send 'mqtt.pub', "
+                "'mqtt.sub' or 'mqtt.usub'"
+            )
+
+    def _add_dynamic(self, inst: Instance, topic_filter: str, qos: int) -> None:
+        assert self.client is not None
+        match_filter = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
+        targets = self._dynamic.get(match_filter)
+        if targets is None:
+            targets = self._dynamic[match_filter] = set()
+            self._dynamic_matcher[match_filter] = targets
+        targets.add(inst)
+        inst.subscriptions.add(topic_filter)
+        self.client.subscribe(topic_filter, qos)
+
+    def _drop_dynamic(self, inst: Instance, topic_filter: str) -> None:
+        match_filter = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
+        inst.subscriptions.discard(topic_filter)
+        targets = self._dynamic.get(match_filter)
+        if targets is None:
+            return
+        targets.discard(inst)
+        if not targets:
+            del self._dynamic[match_filter]
+            del self._dynamic_matcher[match_filter]
+            if self.client is not None and not self._stopping:
+                self.client.unsubscribe(topic_filter)
+
+    def _spawn_worker(self, inst: Instance, command: dict[str, Any]) -> None:
+        if inst.app_id != 0:
+            raise InvalidEvent(f"only the master application (app_id 0) may spawn workers, not {inst.app_id!r}")
+        from .config import import_string
+
+        app_id = command.get("app_id")
+        app = import_string(command["consumer_path"])
+        if isinstance(app, type):
+            app = app.as_asgi() if hasattr(app, "as_asgi") else app
+        key = ("app", app_id)
+        if key in self.instances:
+            logger.error("a worker with app_id %r already exists; ignoring spawn", app_id)
+            return
+        scope = {**(command.get("consumer_params") or {}), **self._base_scope(), "app_id": app_id, "instance_type": "worker"}
+        self._spawn(key, command["consumer_path"], app, scope)
+
+    def _kill_worker(self, inst: Instance, command: dict[str, Any]) -> None:
+        if inst.app_id != 0:
+            raise InvalidEvent(f"only the master application (app_id 0) may kill workers, not {inst.app_id!r}")
+        worker = self.instances.get(("app", command.get("app_id")))
+        if worker is not None:
+            self._close_instance(worker, "killed by master")
+
+    # -- publish from anywhere (channel layer) ------------------------------------------------
+
+    async def _serve_channel_layer(self) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is None:
+            logger.info("no channel layer configured; publish-from-anywhere is off")
+            return
+        channel = self.config.channel_layer.publish_channel
+        delay = 0.1
+        logger.info("accepting publish requests on channel %r (%s)", channel, type(layer).__name__)
+        while True:
+            try:
+                message = await layer.receive(channel)
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Redis gone: keep bridging MQTT and keep trying the layer.
+                logger.warning("channel layer receive failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._handle_layer_publish(layer, message)
+
+    def _handle_layer_publish(self, layer: Any, message: dict[str, Any]) -> None:
+        assert self.client is not None
+        reply = message.get("reply_channel")
+        try:
+            pub = validate_publish(message, self._max_payload)
+            future = self.client.publish(pub.topic, pub.payload, pub.qos, pub.retain, pub.properties, confirm=bool(reply))
+        except (InvalidEvent, OutboundQueueFull) as exc:
+            logger.error("publish request from the channel layer refused: %s", exc)
+            if reply:
+                self._spawn_task(layer.send(reply, {"type": "mqtt.publish.result", "ok": False, "error": str(exc)}), "reply")
+            return
+        self.stats["layer_publishes"] += 1
+        if reply and future is not None:
+            self._spawn_task(self._confirm(layer, reply, future), "confirm")
+
+    async def _confirm(self, layer: Any, reply: str, future: asyncio.Future[None]) -> None:
+        result: dict[str, Any] = {"type": "mqtt.publish.result", "ok": True}
+        try:
+            await future
+        except (PublishFailed, ConnectionError, RuntimeError) as exc:
+            result = {"type": "mqtt.publish.result", "ok": False, "error": str(exc)}
+        with contextlib.suppress(Exception):
+            await layer.send(reply, result)
+
+
+def _label(app: Any) -> str:
+    target = getattr(app, "consumer_class", app)
+    return f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', type(target).__name__)}"
+
