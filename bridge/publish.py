@@ -1,0 +1,107 @@
+"""Publish to MQTT from anywhere that shares the channel layer: views, tasks, scripts.
+
+    import bridge
+    bridge.publish("devices/t1/cmd", b"on")                  # sync (Django views, tasks)
+    await bridge.apublish("devices/t1/cmd", "on", confirm=True)  # waits for the broker's PUBACK
+
+The request travels over the channel layer to the channel ``mqtt.publish`` (configurable), which
+every bridge reads. A normal (non-``!``) channel delivers each message to one reader, so with the
+Redis layer and several bridges each request is published once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from asgiref.sync import async_to_sync
+
+from .events import InvalidEvent, validate_publish
+
+__all__ = ["PublishError", "apublish", "configure", "publish"]
+
+DEFAULT_CHANNEL = "mqtt.publish"
+_state: dict[str, Any] = {"channel": DEFAULT_CHANNEL, "max_payload": 256 * 1024}
+
+
+class PublishError(RuntimeError):
+    """A publish request was refused, or (``confirm=True``) not confirmed in time."""
+
+
+def configure(config_path: str | os.PathLike[str] = "config.yaml") -> Any:
+    """Set up the channel layer from a bridge config file (outside a Django project)."""
+    from .config import load_config
+    from .django_setup import ensure_django
+
+    config = load_config(config_path)
+    ensure_django({"default": config.channel_layer.channels_settings()})
+    _state["channel"] = config.channel_layer.publish_channel
+    _state["max_payload"] = config.limits.max_payload_bytes
+    return config
+
+
+async def apublish(
+    topic: str,
+    payload: bytes | str,
+    qos: int = 1,
+    retain: bool = False,
+    *,
+    properties: dict[str, Any] | None = None,
+    confirm: bool = False,
+    timeout: float = 10.0,
+    channel: str | None = None,
+) -> None:
+    """Ask a bridge to publish. With ``confirm`` return once the broker acknowledged it."""
+    from channels.layers import get_channel_layer
+
+    body: dict[str, Any] = {"topic": topic, "payload": payload, "qos": qos, "retain": retain}
+    if properties:
+        body["properties"] = properties
+    try:
+        validate_publish(body, _state["max_payload"])  # fail here, not in the bridge's log
+    except InvalidEvent as exc:
+        raise PublishError(str(exc)) from None
+    layer = get_channel_layer()
+    if layer is None:
+        raise PublishError(
+            "no channel layer: set CHANNEL_LAYERS in Django settings, or call "
+            "bridge.configure('config.yaml') first"
+        )
+    message: dict[str, Any] = {"type": "mqtt.publish", **body}
+    if isinstance(payload, bytearray | memoryview):
+        message["payload"] = bytes(payload)
+    target = channel or _state["channel"]
+    if not confirm:
+        await layer.send(target, message)
+        return
+    reply = await layer.new_channel()
+    message["reply_channel"] = reply
+    await layer.send(target, message)
+    try:
+        result = await asyncio.wait_for(layer.receive(reply), timeout)
+    except TimeoutError:
+        raise PublishError(
+            f"publish to {topic!r} not confirmed within {timeout} s: is a bridge running and "
+            f"reading channel {target!r} on this channel layer?"
+        ) from None
+    if not result.get("ok"):
+        raise PublishError(f"publish to {topic!r} failed: {result.get('error')}")
+
+
+def publish(
+    topic: str,
+    payload: bytes | str,
+    qos: int = 1,
+    retain: bool = False,
+    *,
+    properties: dict[str, Any] | None = None,
+    confirm: bool = False,
+    timeout: float = 10.0,
+    channel: str | None = None,
+) -> None:
+    """Synchronous :func:`apublish`, for Django views and tasks."""
+    async_to_sync(apublish)(
+        topic, payload, qos, retain,
+        properties=properties, confirm=confirm, timeout=timeout, channel=channel,
+    )

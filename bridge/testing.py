@@ -1,0 +1,139 @@
+"""Test a consumer without a broker, as ``channels.testing.WebsocketCommunicator`` does for
+WebSockets::
+
+    communicator = MqttCommunicator(TemperatureConsumer.as_asgi(),
+                                    "sensors/{device_id}/temperature", topic="sensors/t1/temperature")
+    await communicator.connect()
+    await communicator.send_message("sensors/t1/temperature", b'{"celsius": 31}')
+    published = await communicator.receive_publish()
+    assert published["topic"] == "devices/t1/commands"
+    await communicator.disconnect()
+
+What the consumer sends is checked exactly as the bridge checks it, so an invalid publish fails
+the test with the bridge's error message instead of passing here and failing in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from asgiref.testing import ApplicationCommunicator
+
+from .events import validate_publish, validate_subscribe
+from .topics import compile_pattern
+from .typing import ASGI_SPEC_VERSION
+
+__all__ = ["MqttCommunicator"]
+
+
+class _CheckedApp:
+    """Wraps the application so its ``send`` validates events like the bridge does."""
+
+    def __init__(self, application: Any, max_payload_bytes: int) -> None:
+        self.application = application
+        self.max_payload_bytes = max_payload_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def checked_send(event: dict[str, Any]) -> None:
+            kind = event.get("type")
+            if kind == "mqtt.pub":
+                validate_publish(event.get("mqtt"), self.max_payload_bytes)
+            elif kind in ("mqtt.sub", "mqtt.usub"):
+                validate_subscribe(event.get("mqtt"), need_qos=kind == "mqtt.sub")
+            await send(event)
+
+        await self.application(scope, receive, checked_send)
+
+
+class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
+    """Drives one application instance: connect, send messages, read what it publishes."""
+
+    def __init__(
+        self,
+        application: Any,
+        route: str | None = None,
+        *,
+        topic: str | None = None,
+        client_id: str = "mqttbridge-test",
+        app_id: Any = None,
+        max_payload_bytes: int = 256 * 1024,
+        scope: dict[str, Any] | None = None,
+    ) -> None:
+        full_scope: dict[str, Any] = {
+            "type": "mqtt",
+            "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},
+            "client_id": client_id,
+            "broker": "mqtt://testing",
+        }
+        if route is not None:
+            pattern = compile_pattern(route)
+            kwargs = pattern.match(topic) if topic is not None else {}
+            if kwargs is None:
+                raise ValueError(f"topic {topic!r} does not match route {route!r}")
+            full_scope["topic_route"] = {"pattern": route, "filter": pattern.filter, "kwargs": kwargs}
+        if app_id is not None:
+            full_scope["app_id"] = app_id
+            full_scope["instance_type"] = "master" if app_id == 0 else "worker"
+        full_scope.update(scope or {})
+        super().__init__(_CheckedApp(application, max_payload_bytes), full_scope)
+
+    async def connect(self, timeout: float = 1) -> None:
+        await self.send_input({"type": "mqtt.connect", "mqtt": {}})
+        # Let connect() run, and surface its exception if it raised.
+        await self._settle(timeout)
+
+    async def send_message(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        dup: bool = False,
+        properties: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(payload, str):
+            payload = payload.encode()
+        await self.send_input(
+            {
+                "type": "mqtt.msg",
+                "mqtt": {
+                    "topic": topic,
+                    "payload": payload,
+                    "qos": qos,
+                    "retain": retain,
+                    "dup": dup,
+                    "properties": properties or {},
+                },
+            }
+        )
+
+    async def receive_event(self, timeout: float = 1) -> dict[str, Any]:
+        return await self.receive_output(timeout)  # type: ignore[no-any-return]
+
+    async def receive_publish(self, timeout: float = 1) -> dict[str, Any]:
+        """The next ``mqtt.pub`` body the application sent; fails if it sent something else."""
+        event = await self.receive_output(timeout)
+        if event.get("type") != "mqtt.pub":
+            raise AssertionError(f"expected an mqtt.pub event, got {event!r}")
+        body: dict[str, Any] = event["mqtt"]
+        return body
+
+    async def receive_subscribe(self, timeout: float = 1) -> dict[str, Any]:
+        event = await self.receive_output(timeout)
+        if event.get("type") != "mqtt.sub":
+            raise AssertionError(f"expected an mqtt.sub event, got {event!r}")
+        body: dict[str, Any] = event["mqtt"]
+        return body
+
+    async def disconnect(self, reason: str = "test", timeout: float = 1) -> None:
+        await self.send_input({"type": "mqtt.disconnect", "mqtt": {"reason": reason}})
+        await self.wait(timeout)
+
+    async def _settle(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self.future), timeout=0.01)
+        except TimeoutError:
+            return
+        self.future.result()  # the application ended early: raise what it raised

@@ -1,0 +1,5 @@
+"""Consumer base classes for the "mqtt" scope, and the example consumers in ``consumers.examples``."""
+
+from .base import InvalidPayload, JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
+
+__all__ = ["InvalidPayload", "JsonMqttConsumer", "MqttConsumer", "SyncMqttConsumer"]
