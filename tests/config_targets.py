@@ -1,0 +1,17 @@
+"""Things for tests/test_config.py to import by name: a class, and a value that is not one."""
+
+from __future__ import annotations
+
+
+class ExampleConsumer:
+    """Stands in for a consumer class; the config loader only imports it."""
+
+
+class Outer:
+    """Holds a nested class, for ``module:Outer.Inner`` import strings."""
+
+    class Inner:
+        """A class reached through an attribute path."""
+
+
+not_a_class = 42
