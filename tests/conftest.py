@@ -1,0 +1,131 @@
+"""Fixtures for real services: private Mosquitto and Redis processes, and TCP proxies.
+
+A missing binary skips the test locally but fails it when CI is set, so a CI image without
+Mosquitto or Redis cannot turn the integration suite green by skipping all of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import (
+    MosquittoProcess,
+    RedisProcess,
+    ServiceBinaryNotFound,
+    TcpProxy,
+)
+
+# Tests using any of these talk to a real service and get the `integration` marker, so
+# `pytest -m "not integration"` gives the quick, broker-free run.
+_SERVICE_FIXTURES = {
+    "mosquitto",
+    "mosquitto_factory",
+    "shared_mosquitto",
+    "redis_server",
+    "tcp_proxy",
+}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pyproject.toml declares the marker; repeat it only when run with another ini file.
+    if not any(line.startswith("integration") for line in config.getini("markers")):
+        config.addinivalue_line("markers", "integration: talks to real Mosquitto or Redis")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def _unavailable(error: ServiceBinaryNotFound) -> None:
+    if _in_ci():
+        pytest.fail(f"CI=true and a required service is missing: {error}", pytrace=False)
+    pytest.skip(str(error))
+
+
+def _mosquitto(workdir: Path, **options: Any) -> MosquittoProcess:
+    try:
+        return MosquittoProcess(workdir=workdir, **options)
+    except ServiceBinaryNotFound as error:
+        _unavailable(error)
+        raise  # unreachable: skip/fail raise; keeps type checkers sure of the return
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., MosquittoProcess]]:
+    """`mosquitto_factory(start=True, **options)` for brokers with non-default options
+    (`websockets=True`, `extra_config=[...]`, a fixed `port`) or several brokers per test."""
+    brokers: list[MosquittoProcess] = []
+
+    def make(start: bool = True, **options: Any) -> MosquittoProcess:
+        broker = _mosquitto(tmp_path / f"mosquitto-{len(brokers)}", **options)
+        brokers.append(broker)
+        if start:
+            broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.close()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., MosquittoProcess]) -> MosquittoProcess:
+    """A fresh broker per test, free to be stopped, killed, paused or restarted."""
+    return mosquitto_factory()
+
+
+@pytest.fixture(scope="session")
+def shared_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoProcess]:
+    """One broker for the whole run, for tests that only publish and subscribe through it.
+
+    Never stop, kill or pause it; use unique topics (and client ids), since other tests share it.
+    """
+    with _mosquitto(tmp_path_factory.mktemp("shared-mosquitto")) as broker:
+        yield broker
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A fresh, empty, non-persistent Redis per test."""
+    try:
+        server = RedisProcess(workdir=tmp_path / "redis")
+    except ServiceBinaryNotFound as error:
+        _unavailable(error)
+        raise
+    with server:
+        yield server
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
+    """A factory `tcp_proxy(host, port) -> TcpProxy`; every proxy made is closed afterwards."""
+    proxies: list[TcpProxy] = []
+
+    def make(host: str, port: int) -> TcpProxy:
+        proxy = TcpProxy(host, port)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+# The bridge needs Django settings for Channels; tests use the in-memory layer unless a test
+# overrides CHANNEL_LAYERS (Channels resets its layers on setting_changed).
+from bridge.django_setup import ensure_django  # noqa: E402
+
+ensure_django({"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
+
+from tests.bridge_fixtures import run_bridge  # noqa: E402, F401

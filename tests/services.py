@@ -1,0 +1,913 @@
+"""Real Mosquitto and Redis processes, a fault-injecting TCP proxy, and a small MQTT client.
+
+Integration tests run each service as a private child process on a free port of 127.0.0.1,
+never the shared instances on 1883/6379: tests stop, SIGKILL, restart and SIGSTOP them, and
+must not disturb (or be disturbed by) anything else on the machine.
+
+Everything here is synchronous and thread-based so it works from plain and async tests alike.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import os
+import pwd
+import queue
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+__all__ = [
+    "MosquittoProcess",
+    "PahoClient",
+    "RedisProcess",
+    "ServiceBinaryNotFound",
+    "ServiceStartError",
+    "TcpProxy",
+    "find_binary",
+    "free_port",
+    "mqtt_ping",
+    "redis_ping",
+]
+
+LOCALHOST = "127.0.0.1"
+
+# Distro packages install daemons to sbin, which is often not on a non-root user's PATH.
+_SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+class ServiceBinaryNotFound(RuntimeError):
+    """The service's executable is not installed; `package` says what would provide it."""
+
+    def __init__(self, binary: str, package: str, env_var: str) -> None:
+        self.binary = binary
+        self.package = package
+        override = os.environ.get(env_var)
+        where = (
+            f"${env_var}={override!r} is not an executable"
+            if override
+            else f"{binary!r} not found on PATH or in {', '.join(_SBIN_DIRS)} (or set ${env_var})"
+        )
+        super().__init__(f"{where}; install it: apt-get install -y {package}")
+
+
+class ServiceStartError(RuntimeError):
+    """The service exited or did not answer in time; the message carries its log tail."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    There is an unavoidable race until the caller binds it; services retry with a new port
+    when they lose it (see `_ManagedProcess.start`).
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def find_binary(name: str, env_var: str) -> str | None:
+    """Locate `name`: $env_var first, then PATH, then the sbin directories."""
+    override = os.environ.get(env_var)
+    if override:
+        # A wrong override must not fall back silently to some other installed version.
+        return override if os.access(override, os.X_OK) else None
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in _SBIN_DIRS:
+        candidate = Path(directory) / name
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def mqtt_ping(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True if an MQTT 3.1.1 CONNECT gets a successful CONNACK within `timeout`.
+
+    A bare TCP connect is not enough: the kernel completes handshakes for a SIGSTOPped broker
+    (the listen backlog), so only a protocol round trip shows the broker is really serving.
+    """
+    client_id = b"mqttbridge-tests-ping"
+    variable_header = b"\x00\x04MQTT\x04\x02\x00\x0a"  # protocol 3.1.1, clean session, ka 10 s
+    payload = len(client_id).to_bytes(2, "big") + client_id
+    body = variable_header + payload
+    connect = bytes([0x10, len(body)]) + body  # len(body) < 128: one-byte remaining length
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(connect)
+            connack = _recv_exactly(sock, 4, deadline=time.monotonic() + timeout)
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\xe0\x00")  # DISCONNECT, so the broker logs a clean close
+    except OSError:
+        return False
+    return connack == b"\x20\x02\x00\x00"
+
+
+def redis_ping(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True if Redis answers PING with PONG within `timeout` (not while still -LOADING)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            reply = _recv_exactly(sock, 7, deadline=time.monotonic() + timeout)
+    except OSError:
+        return False
+    return reply == b"+PONG\r\n"
+
+
+def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"got {data!r} of {size} bytes before the deadline")
+        sock.settimeout(remaining)
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError(f"peer closed after {data!r} of {size} bytes")
+        data += chunk
+    return data
+
+
+# Children still alive at interpreter exit (a KeyboardInterrupt that skipped fixture teardown,
+# a test that forgot `stop()`) are killed here, so no broker outlives the test run.
+_live: weakref.WeakSet[_ManagedProcess] = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for service in list(_live):
+        with contextlib.suppress(Exception):
+            service.kill()
+
+
+class _ManagedProcess(ABC):
+    """Lifecycle shared by the services: start/stop/kill/restart/pause/resume on a fixed port."""
+
+    name: str  # for messages and the log file name
+    binary_name: str
+    package: str
+    env_var: str
+
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        binary: str | None = None,
+    ) -> None:
+        found = binary or find_binary(self.binary_name, self.env_var)
+        if found is None:
+            raise ServiceBinaryNotFound(self.binary_name, self.package, self.env_var)
+        self.binary = found
+        self._port_was_chosen = port is None
+        self._port = port if port is not None else free_port()
+        if workdir is None:
+            self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+                prefix=f"mqttbridge-{self.name}-"
+            )
+            self.workdir = Path(self._tmp.name)
+        else:
+            self._tmp = None
+            self.workdir = Path(workdir)
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        # stdout/stderr of the child: errors printed before the log file is opened land here.
+        self.console_path = self.workdir / f"{self.name}.console"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._starts = 0
+
+    # -- subclass hooks ------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def log_path(self) -> Path: ...
+
+    @abstractmethod
+    def _command(self) -> list[str]: ...
+
+    @abstractmethod
+    def ping(self, timeout: float = 1.0) -> bool:
+        """True if the service answers a protocol-level request within `timeout`."""
+
+    def _prepare(self) -> None:
+        """Ready the directory; subclasses extend it to write configuration before every start,
+        since the port may have changed since the last one."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+
+    # -- addressing -----------------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return LOCALHOST
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the process exists, paused or not."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def paused(self) -> bool:
+        """True while SIGSTOPped (read from /proc, so always False where there is none)."""
+        proc = self._proc
+        return proc is not None and proc.poll() is None and _process_state(proc.pid) in ("T", "t")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Spawn the service and return once it answers `ping`; raise `ServiceStartError` if not.
+
+        The first start on an auto-chosen port retries on a new port when another process grabbed
+        the port between `free_port()` and the bind; later starts keep the port, since tests
+        restart "on the same port" on purpose.
+        """
+        if self.running:
+            raise ServiceStartError(f"{self.name} is already running as pid {self.pid}")
+        attempts = 3 if self._port_was_chosen and self._starts == 0 else 1
+        for attempt in range(attempts):
+            try:
+                self._spawn_and_wait(timeout)
+            except ServiceStartError:
+                if attempt == attempts - 1 or _port_in_use(self._port) is False:
+                    raise
+                self._port = free_port()
+            else:
+                self._starts += 1
+                return
+
+    def _spawn_and_wait(self, timeout: float) -> None:
+        self._prepare()
+        with open(self.console_path, "ab") as console:
+            self._proc = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                # Own session: a Ctrl-C aimed at pytest must not kill the broker before the
+                # fixtures' teardown (and the atexit hook) get to stop it in order.
+                start_new_session=True,
+            )
+        _live.add(self)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            returncode = self._proc.poll()
+            if returncode is not None:
+                self._proc = None
+                raise ServiceStartError(
+                    f"{self.name} exited with code {returncode} during startup on port "
+                    f"{self._port}.\n{self.log_tail()}"
+                )
+            if self.ping(timeout=0.25):
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise ServiceStartError(
+            f"{self.name} did not answer on {LOCALHOST}:{self._port} within {timeout} s.\n"
+            f"{self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM (the service saves its state and exits), SIGKILL if it takes over `timeout`."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+                # A SIGSTOPped process only acts on SIGTERM once continued.
+                proc.send_signal(signal.SIGCONT)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, nothing saved. Works on a paused process too."""
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()  # reap now, so the port is released before a restart binds it
+        self._proc = None
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Graceful stop, then start on the same port."""
+        self.stop()
+        self.start(timeout)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and the kernel still accepts new ones, nothing answers."""
+        proc = self._require_running("pause")
+        proc.send_signal(signal.SIGSTOP)
+        # Signal delivery is asynchronous; wait so the caller's next step sees a stopped service.
+        if _process_state(proc.pid) is not None:
+            _wait_for(lambda: self.paused, timeout=2.0, what=f"{self.name} to stop")
+
+    def resume(self) -> None:
+        """SIGCONT: the service carries on with whatever queued up while it was paused."""
+        proc = self._require_running("resume")
+        proc.send_signal(signal.SIGCONT)
+        _wait_for(lambda: not self.paused, timeout=2.0, what=f"{self.name} to continue")
+
+    def _require_running(self, action: str) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            raise RuntimeError(f"cannot {action} {self.name}: it is not running")
+        return self._proc
+
+    def close(self) -> None:
+        """Stop the process and delete the private directory if this object created it."""
+        self.stop()
+        _live.discard(self)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last `lines` of the service log and of its console output, for failure messages."""
+        parts = []
+        for path in (self.log_path, self.console_path):
+            try:
+                text = path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            if text.strip():
+                tail = "\n".join(text.splitlines()[-lines:])
+                parts.append(f"--- {path} (last {lines} lines) ---\n{tail}")
+        return "\n".join(parts) or f"(no output from {self.name} in {self.workdir})"
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "paused" if self.paused else "running" if self.running else "stopped"
+        return f"<{type(self).__name__} {self.host}:{self.port} pid={self.pid} {state}>"
+
+
+class MosquittoProcess(_ManagedProcess):
+    """A private Mosquitto 2.x broker on 127.0.0.1, with persistence in its own directory.
+
+    `stop()` (SIGTERM) writes `mosquitto.db`, so persistent sessions and queued QoS>0 messages
+    survive `restart()`; `kill()` loses everything since the last save, as a crash would.
+    Call `save()` before `kill()` to model a crash after a checkpoint.
+    """
+
+    name = "mosquitto"
+    binary_name = "mosquitto"
+    package = "mosquitto"
+    env_var = "MOSQUITTO_BIN"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        workdir: str | os.PathLike[str] | None = None,
+        binary: str | None = None,
+        *,
+        websockets: bool = False,
+        autosave_interval: int = 0,
+        extra_config: Sequence[str] = (),
+    ) -> None:
+        super().__init__(port, workdir, binary)
+        self.ws_port: int | None = free_port() if websockets else None
+        self.autosave_interval = autosave_interval
+        self.extra_config = list(extra_config)
+        self.config_path = self.workdir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "mosquitto.db"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        if self.ws_port is None:
+            raise RuntimeError("this MosquittoProcess was created without websockets=True")
+        return f"ws://{self.host}:{self.ws_port}"
+
+    def config_text(self) -> str:
+        lines = [
+            # Run as whoever runs the tests: as root, Mosquitto would otherwise drop to the
+            # "mosquitto" user, which cannot write persistence into our 0700 temp directory.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+            f"listener {self.port} {LOCALHOST}",
+            "allow_anonymous true",
+            "persistence true",
+            # Trailing slash: Mosquitto concatenates it with the file name.
+            f"persistence_location {self.workdir}/",
+            # 0 = save only on exit or SIGUSR1, so tests decide what a crash loses.
+            f"autosave_interval {self.autosave_interval}",
+            # Throughput tests queue far more than the default 1000 per client; 0 = no
+            # in-flight cap (man mosquitto.conf), so QoS 1/2 floods are not throttled to 20.
+            "max_queued_messages 100000",
+            "max_inflight_messages 0",
+            "set_tcp_nodelay true",
+            f"log_dest file {self.log_path}",
+            "log_timestamp_format %H:%M:%S",
+        ]
+        if self.ws_port is not None:
+            # Mosquitto 2.0.11 ignores the bind address on websockets listeners (binds *).
+            lines += [f"listener {self.ws_port} {LOCALHOST}", "protocol websockets"]
+        lines += self.extra_config
+        return "\n".join(lines) + "\n"
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        self.config_path.write_text(self.config_text())
+
+    def _command(self) -> list[str]:
+        return [self.binary, "-c", str(self.config_path)]
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        return mqtt_ping(self.host, self.port, timeout)
+
+    def save(self, timeout: float = 5.0) -> None:
+        """Force a persistence save (SIGUSR1) and wait until the database file is rewritten."""
+        proc = self._require_running("save")
+        before = self.db_path.stat().st_mtime_ns if self.db_path.exists() else None
+        proc.send_signal(signal.SIGUSR1)
+        _wait_for(
+            lambda: self.db_path.exists() and self.db_path.stat().st_mtime_ns != before,
+            timeout=timeout,
+            what=f"{self.db_path} to be written",
+        )
+
+
+class RedisProcess(_ManagedProcess):
+    """A private, non-persistent redis-server on 127.0.0.1 (nothing survives a restart)."""
+
+    name = "redis"
+    binary_name = "redis-server"
+    package = "redis-server"
+    env_var = "REDIS_SERVER_BIN"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def _command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", LOCALHOST,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.workdir),
+            "--logfile", str(self.log_path),
+            "--daemonize", "no",
+        ]  # fmt: skip
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        return redis_ping(self.host, self.port, timeout)
+
+
+class TcpProxy:
+    """A TCP proxy 127.0.0.1:<port> → target, for cutting and stalling live connections.
+
+    One selector thread owns every socket, so faults are applied between two reads, never in
+    the middle of another thread's send. Control methods block until the loop has applied them.
+    Bytes held while stalled are delivered in order after `unstall()`.
+    """
+
+    _HIGH_WATER = 1 << 20  # stop reading a side while this much is waiting for its peer
+
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        listen_port: int = 0,
+        connect_timeout: float = 2.0,
+    ) -> None:
+        self.target = (target_host, target_port)
+        self.connect_timeout = connect_timeout
+        self._listener = socket.create_server((LOCALHOST, listen_port), backlog=128)
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, "accept")
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._commands: queue.SimpleQueue[tuple[Callable[[], None], threading.Event]] = (
+            queue.SimpleQueue()
+        )
+        self._links: set[_Link] = set()
+        self._stalled = False
+        self._closed = False
+        self.accepted = 0  # connections accepted so far, for tests to wait on
+        self._thread = threading.Thread(
+            target=self._run, name=f"TcpProxy:{self.port}->{target_port}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return LOCALHOST
+
+    @property
+    def port(self) -> int:
+        port: int = self._listener.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._links)
+
+    def drop_connections(self) -> None:
+        """Reset every open connection on both sides (RST, no FIN), as a dying network would."""
+        self._call(self._drop_all)
+
+    def stall(self) -> None:
+        """Stop moving bytes in both directions; connections stay open, new ones are accepted."""
+        self._call(lambda: self._set_stalled(True))
+
+    def unstall(self) -> None:
+        self._call(lambda: self._set_stalled(False))
+
+    def close(self) -> None:
+        """Drop all connections, stop listening and end the thread. Idempotent."""
+        if self._closed:
+            return
+        self._call(self._shutdown)
+        self._thread.join(5)
+        self._wake_w.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<TcpProxy {self.host}:{self.port} -> {self.target[0]}:{self.target[1]} "
+            f"links={len(self._links)} stalled={self._stalled}>"
+        )
+
+    # -- loop thread only below ----------------------------------------------------------------
+
+    def _call(self, command: Callable[[], None], timeout: float = 5.0) -> None:
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        done = threading.Event()
+        self._commands.put((command, done))
+        self._wake_w.send(b"\0")
+        if not done.wait(timeout):
+            raise TimeoutError(f"{self!r} did not apply a command within {timeout} s")
+
+    def _run(self) -> None:
+        while not self._closed:
+            for key, mask in self._selector.select():
+                if key.data == "wake":
+                    self._run_commands()
+                elif key.data == "accept":
+                    self._accept()
+                else:
+                    link, sock = key.data
+                    link.handle(sock, mask)
+                    if link.closed:
+                        self._links.discard(link)
+                    else:
+                        link.update_interest(self._stalled)
+                if self._closed:
+                    break
+        self._selector.close()
+
+    def _run_commands(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_r.recv(4096):
+                pass
+        while True:
+            try:
+                command, done = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                command()
+            finally:
+                done.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except BlockingIOError:
+                return
+            self.accepted += 1
+            try:
+                # Blocking connect from the loop thread: targets are local, and a refused
+                # upstream should look to the client like the server being down (a reset).
+                upstream = socket.create_connection(self.target, timeout=self.connect_timeout)
+            except OSError:
+                _reset(client)
+                continue
+            link = _Link(self._selector, client, upstream, self._HIGH_WATER)
+            self._links.add(link)
+            link.update_interest(self._stalled)
+
+    def _set_stalled(self, stalled: bool) -> None:
+        self._stalled = stalled
+        for link in self._links:
+            link.update_interest(stalled)
+
+    def _drop_all(self) -> None:
+        for link in list(self._links):
+            link.close(abort=True)
+        self._links.clear()
+
+    def _shutdown(self) -> None:
+        self._drop_all()
+        self._selector.unregister(self._listener)
+        self._listener.close()
+        self._selector.unregister(self._wake_r)
+        self._wake_r.close()
+        self._closed = True
+
+
+class _Link:
+    """One proxied connection: two sockets and a buffer per direction."""
+
+    def __init__(
+        self,
+        selector: selectors.BaseSelector,
+        client: socket.socket,
+        upstream: socket.socket,
+        high_water: int,
+    ) -> None:
+        self.selector = selector
+        self.high_water = high_water
+        self.peer = {client: upstream, upstream: client}
+        self.outbox: dict[socket.socket, bytearray] = {client: bytearray(), upstream: bytearray()}
+        self.eof: set[socket.socket] = set()  # sides that sent FIN
+        self.interest: dict[socket.socket, int] = {client: 0, upstream: 0}
+        self.closed = False
+        for sock in (client, upstream):
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle(self, sock: socket.socket, mask: int) -> None:
+        if self.closed:  # an event from the same select() batch as a drop
+            return
+        try:
+            if mask & selectors.EVENT_WRITE:
+                self._flush(sock)
+            if mask & selectors.EVENT_READ and not self.closed:
+                self._read(sock)
+        except OSError:
+            # A reset on one side is passed on as a reset on the other.
+            self.close(abort=True)
+
+    def _read(self, sock: socket.socket) -> None:
+        peer = self.peer[sock]
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return
+        if data:
+            self.outbox[peer] += data
+            self._flush(peer)
+            return
+        self.eof.add(sock)
+        self._forward_eof(peer)
+
+    def _flush(self, sock: socket.socket) -> None:
+        box = self.outbox[sock]
+        while box:
+            try:
+                sent = sock.send(box)
+            except BlockingIOError:
+                return
+            del box[:sent]
+        if self.peer[sock] in self.eof:
+            self._forward_eof(sock)
+
+    def _forward_eof(self, sock: socket.socket) -> None:
+        """Half-close `sock` once everything its peer sent before FIN has been written."""
+        if self.outbox[sock]:
+            return
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        if len(self.eof) == 2 and not any(self.outbox.values()):
+            self.close(abort=False)
+
+    def update_interest(self, stalled: bool) -> None:
+        if self.closed:
+            return
+        for sock, peer in self.peer.items():
+            events = 0
+            if not stalled:
+                if sock not in self.eof and len(self.outbox[peer]) < self.high_water:
+                    events |= selectors.EVENT_READ
+                if self.outbox[sock]:
+                    events |= selectors.EVENT_WRITE
+            self._set_interest(sock, events)
+
+    def _set_interest(self, sock: socket.socket, events: int) -> None:
+        current = self.interest[sock]
+        if events == current:
+            return
+        if current == 0:
+            self.selector.register(sock, events, (self, sock))
+        elif events == 0:
+            self.selector.unregister(sock)
+        else:
+            self.selector.modify(sock, events, (self, sock))
+        self.interest[sock] = events
+
+    def close(self, abort: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for sock in self.peer:
+            if self.interest[sock]:
+                self.selector.unregister(sock)
+            if abort:
+                _reset(sock)
+            else:
+                sock.close()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0, which sends RST instead of FIN: the peer sees ECONNRESET."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
+
+
+class PahoClient:
+    """A paho-mqtt 2.x client run on its own thread, collecting messages for assertions.
+
+    >>> with PahoClient(broker.host, broker.port) as client:
+    ...     client.subscribe("a/#", qos=1)
+    ...     client.publish("a/b", b"x", qos=1)
+    ...     assert client.next_message().payload == b"x"
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        client_id: str = "",
+        clean_session: bool = True,
+        keepalive: int = 60,
+        **client_kwargs: Any,
+    ) -> None:
+        import paho.mqtt.client as mqtt  # imported here so unit tests need no paho
+
+        self.host, self.port, self.keepalive = host, port, keepalive
+        if client_kwargs.get("protocol") != mqtt.MQTTv5:
+            client_kwargs["clean_session"] = clean_session  # MQTT 5 has clean_start instead
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **client_kwargs
+        )
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self.session_present: bool | None = None
+        self._subacked: set[int] = set()
+        self._suback_arrived = threading.Condition()
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = lambda _c, _u, message: self.messages.put(message)
+
+    def _on_connect(self, _client: Any, _userdata: Any, flags: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            self.session_present = flags.session_present
+            self.disconnected.clear()
+            self.connected.set()
+
+    def _on_disconnect(self, _client: Any, _userdata: Any, _f: Any, _r: Any, _p: Any) -> None:
+        self.connected.clear()
+        self.disconnected.set()
+
+    def _on_subscribe(self, _client: Any, _userdata: Any, mid: int, _rc: Any, _p: Any) -> None:
+        with self._suback_arrived:
+            self._subacked.add(mid)
+            self._suback_arrived.notify_all()
+
+    def connect(self, wait: float | None = 5.0) -> None:
+        """Connect and start the network thread; with `wait`, raise unless CONNACK comes in time."""
+        self.client.connect(self.host, self.port, self.keepalive)
+        self.client.loop_start()
+        if wait is not None and not self.connected.wait(wait):
+            raise TimeoutError(f"no CONNACK from {self.host}:{self.port} within {wait} s")
+
+    def subscribe(self, topic: str, qos: int = 0, timeout: float = 5.0) -> None:
+        """Subscribe and wait for the SUBACK, so a following publish is sure to be routed."""
+        # The SUBACK may arrive on the network thread before subscribe() returns its mid,
+        # hence a set of acknowledged ids rather than a per-call callback.
+        _, mid = self.client.subscribe(topic, qos)
+        with self._suback_arrived:
+            if not self._suback_arrived.wait_for(lambda: mid in self._subacked, timeout):
+                raise TimeoutError(f"no SUBACK for {topic!r} within {timeout} s")
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 0, timeout: float = 5.0) -> None:
+        """Publish and, for QoS > 0, wait until the broker acknowledged it."""
+        info = self.client.publish(topic, payload, qos)
+        if qos:
+            info.wait_for_publish(timeout)
+            if not info.is_published():
+                raise TimeoutError(f"no acknowledgement for QoS {qos} {topic!r} in {timeout} s")
+
+    def next_message(self, timeout: float = 5.0) -> Any:
+        """The next received `MQTTMessage`; raises `AssertionError` if none comes in time."""
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"expected an MQTT message within {timeout} s, got none") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Self:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _process_state(pid: int) -> str | None:
+    """The one-letter state from /proc/<pid>/stat ("T" = stopped), None if unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; the state follows its closing parenthesis.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _port_in_use(port: int) -> bool | None:
+    """Whether something else holds `port` (True), it is free (False), or it is unclear (None)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((LOCALHOST, port))
+        except OSError as exc:
+            return True if exc.errno == errno.EADDRINUSE else None
+    return False
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
