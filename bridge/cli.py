@@ -48,12 +48,26 @@ class CommandLineInterface:
 
         run = commands.add_parser("run", help="run the bridge")
         self._add_config_arg(run, required=False)
-        run.add_argument("--asgi", metavar="MODULE:APP", help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)")
-        run.add_argument("--broker", metavar="URL", help="override broker.url (mqtt://host:port, mqtts://, ws://, wss:// or embedded)")
+        run.add_argument(
+            "--asgi",
+            metavar="MODULE:APP",
+            help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
+        )
+        run.add_argument(
+            "--broker",
+            metavar="URL",
+            help="override broker.url (mqtt://host:port, mqtts://, ws://, wss:// or embedded)",
+        )
         run.add_argument("--client-id", metavar="ID", help="override broker.client_id")
-        run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        run.add_argument(
+            "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        )
         run.add_argument("--log-format", default="text", choices=["text", "json"])
-        run.add_argument("--demo", action="store_true", help="also run three simulated devices publishing readings")
+        run.add_argument(
+            "--demo",
+            action="store_true",
+            help="also run three simulated devices publishing readings",
+        )
 
         check = commands.add_parser("check", help="validate a config file and its routes")
         self._add_config_arg(check, required=False)
@@ -64,7 +78,10 @@ class CommandLineInterface:
     @staticmethod
     def _add_config_arg(parser: argparse.ArgumentParser, *, required: bool) -> None:
         parser.add_argument(
-            "--config", "-c", metavar="FILE", required=required,
+            "--config",
+            "-c",
+            metavar="FILE",
+            required=required,
             help=f"config file (default: ./{DEFAULT_CONFIG} if it exists)",
         )
 
@@ -115,17 +132,27 @@ class CommandLineInterface:
         return 0
 
     def cmd_routes(self, args: argparse.Namespace, config: Config) -> int:
-        from .topics import compile_pattern
+        from .topics import compile_pattern, shared_filter
 
         rows = [("PATTERN", "SUBSCRIBES TO", "QOS", "CONSUMER")]
         for route in config.routes:
             pattern = compile_pattern(route.topic)
             rows.append(
-                (route.topic, config.broker.subscription_filter(pattern.filter), str(route.qos), route.consumer)
+                (
+                    route.topic,
+                    shared_filter(pattern.filter, config.broker.shared_group),
+                    str(route.qos),
+                    route.consumer,
+                )
             )
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=self.stdout)
+            print(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip(),
+                file=self.stdout,
+            )
         if not config.routes:
             print("(no routes)", file=self.stdout)
         return 0
@@ -146,16 +173,20 @@ class CommandLineInterface:
                 print(f"error: --asgi {args.asgi}: {exc}", file=self.stderr)
                 return 2
         routes = [
-            topic(r.topic, _as_asgi(r.consumer_class), qos=r.qos, name=r.consumer) for r in config.routes
+            topic(r.topic, _as_asgi(r.consumer_class), qos=r.qos, name=r.consumer)
+            for r in config.routes
         ]
         if application is None and not routes:
             print(
-                f"error: nothing to run: {config.source} has no routes and no --asgi application was given",
+                f"error: nothing to run: {config.source} has no routes "
+                "and no --asgi application was given",
                 file=self.stderr,
             )
             return 2
         self.server = server = Server(config, application=application, routes=routes)
-        logger.info("mqttbridge %s starting (pid %d, config %s)", __version__, os.getpid(), config.source)
+        logger.info(
+            "mqttbridge %s starting (pid %d, config %s)", __version__, os.getpid(), config.source
+        )
         try:
             asyncio.run(self._serve(server, demo=args.demo))
         except EmbeddedBrokerError as exc:

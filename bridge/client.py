@@ -103,9 +103,9 @@ class MqttClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = self._make_client()
         self._subscriptions: dict[str, int] = {}
-        self._outbound: collections.deque[tuple[str, bytes, int, bool, Any, asyncio.Future[None] | None]] = (
-            collections.deque()
-        )
+        self._outbound: collections.deque[
+            tuple[str, bytes, int, bool, Any, asyncio.Future[None] | None]
+        ] = collections.deque()
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._subacks: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._connack: asyncio.Future[ReasonCode] | None = None
@@ -205,10 +205,14 @@ class MqttClient:
                     return
                 logger.error(
                     "broker %s refused the connection: %s (client id %r)",
-                    self.broker, reason, self.client_id,
+                    self.broker,
+                    reason,
+                    self.client_id,
                 )
             except (OSError, TimeoutError, ConnectionError) as exc:
-                logger.warning("cannot connect to broker %s: %s", self.broker, exc or type(exc).__name__)
+                logger.warning(
+                    "cannot connect to broker %s: %s", self.broker, exc or type(exc).__name__
+                )
             except asyncio.CancelledError:
                 raise
             self._teardown_socket()
@@ -227,8 +231,11 @@ class MqttClient:
             props.SessionExpiryInterval = cfg.session_expiry
             props.ReceiveMaximum = 65535
             self._client.connect(
-                self.host, self.port, cfg.keepalive,
-                clean_start=cfg.clean_start, properties=props,
+                self.host,
+                self.port,
+                cfg.keepalive,
+                clean_start=cfg.clean_start,
+                properties=props,
             )
         else:
             self._client.connect(self.host, self.port, cfg.keepalive)
@@ -322,7 +329,9 @@ class MqttClient:
             self._reading_paused = True
             self._loop.remove_reader(self._sock)
             self.stats["reading_paused"] += 1
-            logger.warning("an application instance is falling behind; pausing reads from the broker")
+            logger.warning(
+                "an application instance is falling behind; pausing reads from the broker"
+            )
 
     def stop_reading(self) -> None:
         """Stop intake for good (shutdown): unread messages stay with the broker."""
@@ -339,7 +348,9 @@ class MqttClient:
 
     # -- paho callbacks (run on the event loop thread) ----------------------------------------
 
-    def _handle_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+    def _handle_message(
+        self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
+    ) -> None:
         self._on_message_cb(message)
 
     def _handle_connect(
@@ -351,7 +362,10 @@ class MqttClient:
             return
         session_present = bool(getattr(flags, "session_present", False))
         logger.info(
-            "connected to %s as %r (session present: %s)", self.broker, self.client_id, session_present
+            "connected to %s as %r (session present: %s)",
+            self.broker,
+            self.client_id,
+            session_present,
         )
         self._connected.set()
         # Re-subscribe everything, whether or not the broker kept our session: a broker that
@@ -465,7 +479,9 @@ class MqttClient:
             self.stats["outbound_rejected"] += 1
             logger.error(
                 "broker %s unreachable and %d publishes already queued; refusing publish to %r",
-                self.broker, len(self._outbound), topic,
+                self.broker,
+                len(self._outbound),
+                topic,
             )
             raise OutboundQueueFull(
                 f"broker {self.broker} is unreachable and the outbound queue is full "
@@ -487,7 +503,10 @@ class MqttClient:
         info = self._client.publish(topic, payload, qos, retain, properties)
         self.stats["published"] += 1
         if future is not None:
-            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS and info.rc != MQTTErrorCode.MQTT_ERR_NO_CONN:
+            if (
+                info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS
+                and info.rc != MQTTErrorCode.MQTT_ERR_NO_CONN
+            ):
                 future.set_exception(PublishFailed(paho.error_string(info.rc)))
             elif qos == 0:
                 future.set_result(None)
@@ -500,4 +519,3 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-

@@ -102,6 +102,12 @@ def publish(
 ) -> None:
     """Synchronous :func:`apublish`, for Django views and tasks."""
     async_to_sync(apublish)(
-        topic, payload, qos, retain,
-        properties=properties, confirm=confirm, timeout=timeout, channel=channel,
+        topic,
+        payload,
+        qos,
+        retain,
+        properties=properties,
+        confirm=confirm,
+        timeout=timeout,
+        channel=channel,
     )

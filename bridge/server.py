@@ -34,6 +34,7 @@ from .config import Config
 from .events import InvalidEvent, validate_publish, validate_subscribe
 from .instances import AckTracker, Instance
 from .routing import Route, TopicRouter, find_topic_router
+from .topics import shared_filter
 from .typing import ASGI_SPEC_VERSION
 
 __all__ = ["Server"]
@@ -66,7 +67,9 @@ class Server:
         self._python_routes = {id(r) for r in router.routes} if router is not None else set()
         self.master_app = application if router is None else None
         self.install_signal_handlers = install_signal_handlers
-        self.client_id = config.broker.client_id or f"mqttbridge-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.client_id = (
+            config.broker.client_id or f"mqttbridge-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        )
         self.broker_url = config.broker.url
         self.client: MqttClient | None = None
         self.embedded: Any = None
@@ -110,7 +113,7 @@ class Server:
         self._stop_event.set()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, Any]]:
-        restore = []
+        restore: list[tuple[int, Any]] = []
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 restore.append((sig, signal.getsignal(sig)))
@@ -158,8 +161,7 @@ class Server:
             self._start_master()
 
     def _subscribe_filter(self, topic_filter: str) -> str:
-        group = self.config.broker.shared_group
-        return f"$share/{group}/{topic_filter}" if group else topic_filter
+        return shared_filter(topic_filter, self.config.broker.shared_group)
 
     async def shutdown(self) -> None:
         if self._stopping:
@@ -177,10 +179,18 @@ class Server:
             self._close_instance(inst, "shutdown")
         tasks = [inst.task for inst in instances if inst.task is not None and not inst.task.done()]
         if tasks:
-            logger.info("waiting up to %ss for %d instances to finish", self.limits.shutdown_timeout, len(tasks))
+            logger.info(
+                "waiting up to %ss for %d instances to finish",
+                self.limits.shutdown_timeout,
+                len(tasks),
+            )
             _, pending = await asyncio.wait(tasks, timeout=self.limits.shutdown_timeout)
             if pending:
-                logger.warning("cancelling %d instances still running after %ss", len(pending), self.limits.shutdown_timeout)
+                logger.warning(
+                    "cancelling %d instances still running after %ss",
+                    len(pending),
+                    self.limits.shutdown_timeout,
+                )
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=1.0)
@@ -241,8 +251,10 @@ class Server:
         payload = message.payload
         if len(payload) > self._max_payload:
             self._reject(
-                message, topic,
-                f"payload is {len(payload)} bytes, over limits.max_payload_bytes={self._max_payload}",
+                message,
+                topic,
+                f"payload is {len(payload)} bytes, "
+                f"over limits.max_payload_bytes={self._max_payload}",
             )
             return
         qos = message.qos
@@ -303,7 +315,12 @@ class Server:
         """Publish a record of a message that could not be handled (docs/guarantees.md)."""
         if self.client is None:
             return
-        record: dict[str, Any] = {"topic": topic, "error": error, "consumer": consumer, "time": time.time()}
+        record: dict[str, Any] = {
+            "topic": topic,
+            "error": error,
+            "consumer": consumer,
+            "time": time.time(),
+        }
         if payload is not None:
             try:
                 record["payload"] = payload.decode("utf-8")
@@ -371,7 +388,9 @@ class Server:
         inst = Instance(self, key, label, scope)
         self.instances[key] = inst
         inst.put(_CONNECT_EVENT, None)
-        inst.task = asyncio.get_running_loop().create_task(self._run_instance(inst, app), name=f"instance {label} {key!r}")
+        inst.task = asyncio.get_running_loop().create_task(
+            self._run_instance(inst, app), name=f"instance {label} {key!r}"
+        )
         self.stats["instances_started"] += 1
         return inst
 
@@ -379,8 +398,10 @@ class Server:
         for key, inst in self.instances.items():
             if inst.app_id != 0:
                 logger.warning(
-                    "instance limit %d reached (limits.max_instances); closing least recently used %r",
-                    self.limits.max_instances, key,
+                    "instance limit %d reached (limits.max_instances); "
+                    "closing least recently used %r",
+                    self.limits.max_instances,
+                    key,
                 )
                 self.stats["instances_evicted"] += 1
                 self._close_instance(inst, "instance limit reached")
@@ -411,7 +432,9 @@ class Server:
         self.stats["instance_errors"] += 1
         logger.error(
             "Exception inside application %s (instance %r) while handling %s",
-            inst.label, inst.key, f"a message on {topic!r}" if topic else (event or {}).get("type", "startup"),
+            inst.label,
+            inst.key,
+            f"a message on {topic!r}" if topic else (event or {}).get("type", "startup"),
             exc_info=exc,
         )
         if topic is not None and event is not None:
@@ -495,7 +518,9 @@ class Server:
 
     def _add_dynamic(self, inst: Instance, topic_filter: str, qos: int) -> None:
         assert self.client is not None
-        match_filter = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
+        match_filter = (
+            topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
+        )
         targets = self._dynamic.get(match_filter)
         if targets is None:
             targets = self._dynamic[match_filter] = set()
@@ -505,7 +530,9 @@ class Server:
         self.client.subscribe(topic_filter, qos)
 
     def _drop_dynamic(self, inst: Instance, topic_filter: str) -> None:
-        match_filter = topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
+        match_filter = (
+            topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
+        )
         inst.subscriptions.discard(topic_filter)
         targets = self._dynamic.get(match_filter)
         if targets is None:
@@ -519,7 +546,9 @@ class Server:
 
     def _spawn_worker(self, inst: Instance, command: dict[str, Any]) -> None:
         if inst.app_id != 0:
-            raise InvalidEvent(f"only the master application (app_id 0) may spawn workers, not {inst.app_id!r}")
+            raise InvalidEvent(
+                f"only the master application (app_id 0) may spawn workers, not {inst.app_id!r}"
+            )
         from .config import import_string
 
         app_id = command.get("app_id")
@@ -530,12 +559,19 @@ class Server:
         if key in self.instances:
             logger.error("a worker with app_id %r already exists; ignoring spawn", app_id)
             return
-        scope = {**(command.get("consumer_params") or {}), **self._base_scope(), "app_id": app_id, "instance_type": "worker"}
+        scope = {
+            **(command.get("consumer_params") or {}),
+            **self._base_scope(),
+            "app_id": app_id,
+            "instance_type": "worker",
+        }
         self._spawn(key, command["consumer_path"], app, scope)
 
     def _kill_worker(self, inst: Instance, command: dict[str, Any]) -> None:
         if inst.app_id != 0:
-            raise InvalidEvent(f"only the master application (app_id 0) may kill workers, not {inst.app_id!r}")
+            raise InvalidEvent(
+                f"only the master application (app_id 0) may kill workers, not {inst.app_id!r}"
+            )
         worker = self.instances.get(("app", command.get("app_id")))
         if worker is not None:
             self._close_instance(worker, "killed by master")
@@ -560,7 +596,12 @@ class Server:
                 raise
             except Exception as exc:
                 # Redis gone: keep bridging MQTT and keep trying the layer.
-                logger.warning("channel layer receive failed (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+                logger.warning(
+                    "channel layer receive failed (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
@@ -571,11 +612,18 @@ class Server:
         reply = message.get("reply_channel")
         try:
             pub = validate_publish(message, self._max_payload)
-            future = self.client.publish(pub.topic, pub.payload, pub.qos, pub.retain, pub.properties, confirm=bool(reply))
+            future = self.client.publish(
+                pub.topic, pub.payload, pub.qos, pub.retain, pub.properties, confirm=bool(reply)
+            )
         except (InvalidEvent, OutboundQueueFull) as exc:
             logger.error("publish request from the channel layer refused: %s", exc)
             if reply:
-                self._spawn_task(layer.send(reply, {"type": "mqtt.publish.result", "ok": False, "error": str(exc)}), "reply")
+                self._spawn_task(
+                    layer.send(
+                        reply, {"type": "mqtt.publish.result", "ok": False, "error": str(exc)}
+                    ),
+                    "reply",
+                )
             return
         self.stats["layer_publishes"] += 1
         if reply and future is not None:
@@ -593,5 +641,5 @@ class Server:
 
 def _label(app: Any) -> str:
     target = getattr(app, "consumer_class", app)
-    return f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', type(target).__name__)}"
-
+    name = getattr(target, "__qualname__", type(target).__name__)
+    return f"{getattr(target, '__module__', '')}.{name}"

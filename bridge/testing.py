@@ -1,8 +1,11 @@
 """Test a consumer without a broker, as ``channels.testing.WebsocketCommunicator`` does for
 WebSockets::
 
-    communicator = MqttCommunicator(TemperatureConsumer.as_asgi(),
-                                    "sensors/{device_id}/temperature", topic="sensors/t1/temperature")
+    communicator = MqttCommunicator(
+        TemperatureConsumer.as_asgi(),
+        "sensors/{device_id}/temperature",
+        topic="sensors/t1/temperature",
+    )
     await communicator.connect()
     await communicator.send_message("sensors/t1/temperature", b'{"celsius": 31}')
     published = await communicator.receive_publish()
@@ -71,7 +74,11 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
             kwargs = pattern.match(topic) if topic is not None else {}
             if kwargs is None:
                 raise ValueError(f"topic {topic!r} does not match route {route!r}")
-            full_scope["topic_route"] = {"pattern": route, "filter": pattern.filter, "kwargs": kwargs}
+            full_scope["topic_route"] = {
+                "pattern": route,
+                "filter": pattern.filter,
+                "kwargs": kwargs,
+            }
         if app_id is not None:
             full_scope["app_id"] = app_id
             full_scope["instance_type"] = "master" if app_id == 0 else "worker"

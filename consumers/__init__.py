@@ -1,4 +1,4 @@
-"""Consumer base classes for the "mqtt" scope, and the example consumers in ``consumers.examples``."""
+"""Consumer base classes for the "mqtt" scope; example consumers live in ``consumers.examples``."""
 
 from .base import InvalidPayload, JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
 

@@ -33,7 +33,9 @@ async def run_demo_devices(host: str, port: int, count: int = 3, interval: float
 
     def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         device_id = msg.topic.split("/")[1]
-        logger.info("device %s received command %s", device_id, msg.payload.decode("utf-8", "replace"))
+        logger.info(
+            "device %s received command %s", device_id, msg.payload.decode("utf-8", "replace")
+        )
 
     client.on_connect = on_connect
     client.on_message = on_message

@@ -1,0 +1,82 @@
+"""Consumers and applications the tests route to (importable, so config files can name them)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from mqttasgi.consumers import MqttConsumer as MqttasgiConsumer
+
+from consumers import JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
+
+# What every instance saw, in order: (instance number, event type, topic, payload).
+EVENTS: list[tuple[int, str, str | None, bytes | None]] = []
+ERRORS: list[str] = []
+_counter = defaultdict(int)
+
+
+def reset() -> None:
+    EVENTS.clear()
+    ERRORS.clear()
+    _counter.clear()
+
+
+class RecordingConsumer(MqttConsumer):
+    """Records its events. Payload commands: b"echo" publishes to reply/<device_id>, b"boom"
+    raises, b"sleep:<s>" sleeps, b"bad-publish" publishes to a wildcard topic."""
+
+    groups = ["device.{device_id}"]
+
+    async def connect(self) -> None:
+        _counter["instances"] += 1
+        self.number = _counter["instances"]
+        EVENTS.append((self.number, "connect", None, None))
+
+    async def receive(self, message: dict[str, Any]) -> None:
+        payload = message["payload"]
+        EVENTS.append((self.number, "msg", message["topic"], payload))
+        device_id = self.topic_kwargs.get("device_id", "none")
+        if payload == b"echo":
+            await self.publish(f"reply/{device_id}", payload, qos=1)
+        elif payload == b"boom":
+            raise RuntimeError("boom requested")
+        elif payload.startswith(b"sleep:"):
+            await self.publish(f"reply/{device_id}", b"started", qos=1)
+            await asyncio.sleep(float(payload[6:]))
+            await self.publish(f"reply/{device_id}", b"finished", qos=1)
+        elif payload == b"bad-publish":
+            try:
+                await self.publish("reply/+/wild", b"x")
+            except ValueError as exc:
+                ERRORS.append(str(exc))
+
+    async def device_command(self, event: dict[str, Any]) -> None:
+        await self.publish(f"reply/{self.topic_kwargs['device_id']}", event["text"], qos=1)
+
+    async def disconnect(self) -> None:
+        EVENTS.append((self.number, "disconnect", None, None))
+
+
+class JsonRecorder(JsonMqttConsumer):
+    async def receive_json(self, content: Any, message: dict[str, Any]) -> None:
+        EVENTS.append((0, "json", message["topic"], repr(content).encode()))
+
+
+class SyncRecorder(SyncMqttConsumer):
+    def receive(self, message: dict[str, Any]) -> None:
+        EVENTS.append((0, "sync", message["topic"], message["payload"]))
+        self.publish("reply/sync", message["payload"])
+
+
+class MqttasgiEcho(MqttasgiConsumer):
+    """A consumer written for mqttasgi, unchanged: it subscribes itself and echoes upper-case."""
+
+    async def connect(self) -> None:
+        await self.subscribe("legacy/in/#", 1)
+
+    async def receive(self, mqtt_message: dict[str, Any]) -> None:
+        await self.publish("legacy/out", mqtt_message["payload"].upper(), qos=1)
+
+    async def disconnect(self) -> None:
+        await self.unsubscribe("legacy/in/#")

@@ -1,0 +1,229 @@
+"""The mqttbridge command, run as users run it: in-process for the quick commands, as a real
+subprocess for the run loop, signals and exit codes."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import CommandLineInterface
+from tests.services import PahoClient, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUTE_YAML = (
+    "routes:\n  - topic: sensors/{device_id}/data\n    consumer: tests.apps:RecordingConsumer\n"
+)
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = CommandLineInterface(stdout=out, stderr=err).run(list(argv))
+    return status, out.getvalue(), err.getvalue()
+
+
+def write_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_check_accepts_the_repository_config():
+    status, out, err = run_cli("check", "--config", str(ROOT / "config.yaml"))
+    assert status == 0, err
+    assert "config.yaml: OK" in out and "2 routes" in out
+
+
+def test_routes_prints_the_routing_table():
+    status, out, _ = run_cli("routes", "--config", str(ROOT / "config.yaml"))
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["PATTERN", "SUBSCRIBES", "TO", "QOS", "CONSUMER"]
+    assert lines[1].split() == [
+        "sensors/{device_id}/temperature",
+        "sensors/+/temperature",
+        "1",
+        "consumers.examples:TemperatureConsumer",
+    ]
+
+
+def test_config_error_names_file_line_and_key_without_traceback(tmp_path):
+    path = write_config(
+        tmp_path,
+        "routes:\n  - topic: a/{x}\n    consumer: consumers.examples:TemperatureConsume\n",
+    )
+    status, _, err = run_cli("check", "--config", path)
+    assert status == 2
+    assert err.strip() == (
+        f"error: {path}:3: routes[0].consumer: module 'consumers.examples' has no attribute "
+        "'TemperatureConsume'"
+    )
+
+
+def test_config_error_from_the_real_command_exits_2_without_traceback(tmp_path):
+    path = write_config(tmp_path, "broker:\n  urll: mqtt://x\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge", "run", "--config", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{path}:2: broker.urll: unknown key; did you mean 'url'?" in proc.stderr
+
+
+def test_run_without_routes_or_application_says_so(tmp_path):
+    path = write_config(tmp_path, "broker:\n  url: mqtt://127.0.0.1:1\n")
+    status, _, err = run_cli("run", "--config", path)
+    assert status == 2
+    assert "has no routes and no --asgi application" in err
+
+
+def test_bad_asgi_path_is_reported(tmp_path):
+    path = write_config(tmp_path, "broker:\n  url: mqtt://127.0.0.1:1\n")
+    status, _, err = run_cli("run", "--config", path, "--asgi", "tests.apps:Nope")
+    assert status == 2
+    assert "--asgi tests.apps:Nope" in err and "has no attribute 'Nope'" in err
+
+
+def test_embedded_broker_port_taken_is_a_clear_error(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        path = write_config(
+            tmp_path,
+            f"broker:\n  url: embedded\n  listen: 127.0.0.1:{port}\n  protocol: 3.1.1\n"
+            "routes:\n  - topic: a/{x}\n    consumer: tests.apps:RecordingConsumer\n",
+        )
+        status, _, err = run_cli("run", "--config", path)
+    assert status == 1
+    assert f"127.0.0.1:{port} is already in use" in err
+    assert "broker.listen" in err
+
+
+class BridgeProcess:
+    """``python -m bridge run`` as a subprocess, with its log lines collected."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged; output:\n{''.join(self.lines)}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def bridge_process():
+    started: list[BridgeProcess] = []
+
+    def start(*args: str) -> BridgeProcess:
+        process = BridgeProcess(*args)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_lets_inflight_handler_finish_then_exits_0(mosquitto, tmp_path, bridge_process, sig):
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: {mosquitto.url}\n" + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path)
+    bridge.wait_for("bridge ready")
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/s1/data", b"sleep:1.0", qos=1)
+        assert device.next_message().payload == b"started"
+        bridge.proc.send_signal(sig)
+        assert device.next_message().payload == b"finished"
+        assert bridge.proc.wait(15) == 0
+    log = "".join(bridge.lines)
+    assert "shutting down" in log and "bridge stopped" in log
+    assert "Traceback" not in log
+
+
+def test_shutdown_timeout_cancels_a_stuck_handler(mosquitto, tmp_path, bridge_process):
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: {mosquitto.url}\nlimits:\n  shutdown_timeout: 0.5\n" + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path)
+    bridge.wait_for("bridge ready")
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/s1/data", b"sleep:60", qos=1)
+        assert device.next_message().payload == b"started"
+        started = time.monotonic()
+        bridge.proc.send_signal(signal.SIGTERM)
+        assert bridge.proc.wait(15) == 0
+        assert time.monotonic() - started < 10
+    assert "cancelling 1 instances still running" in "".join(bridge.lines)
+
+
+def test_run_with_embedded_broker_routes_messages(tmp_path, bridge_process):
+    port = free_port()
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: embedded\n  listen: 127.0.0.1:{port}\n  protocol: 3.1.1\n" + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path)
+    bridge.wait_for("bridge ready")
+    with PahoClient("127.0.0.1", port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/e1/data", b"echo", qos=1)
+        reply = device.next_message()
+    assert (reply.topic, reply.payload) == ("reply/e1", b"echo")
+    bridge.proc.send_signal(signal.SIGTERM)
+    assert bridge.proc.wait(15) == 0
+
+
+def test_demo_shows_data_flowing(tmp_path, bridge_process):
+    """The README's front door: config.yaml with --demo logs readings and commands."""
+    port = free_port()
+    env_config = (ROOT / "config.yaml").read_text().replace("127.0.0.1:18830", f"127.0.0.1:{port}")
+    path = write_config(tmp_path, env_config)
+    bridge = bridge_process("--config", path, "--demo")
+    bridge.wait_for("bridge ready")
+    bridge.wait_for("°C")
+    bridge.wait_for("received command")
+    bridge.proc.send_signal(signal.SIGINT)
+    assert bridge.proc.wait(15) == 0

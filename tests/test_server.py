@@ -1,0 +1,252 @@
+"""The bridge against a real, private Mosquitto: routing, instances, limits, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bridge.routing import topic
+from tests import apps
+from tests.bridge_fixtures import bridge_config, next_message, recording_route, wait_until
+from tests.services import PahoClient
+
+
+def _msgs(device: int | None = None) -> list[tuple[int, str, str | None, bytes | None]]:
+    return [e for e in apps.EVENTS if e[1] == "msg" and (device is None or e[0] == device)]
+
+
+async def test_one_instance_per_device_connect_first_and_in_order(mosquitto, run_bridge):
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        for i in range(20):
+            device.publish("sensors/a/data", f"a{i}", qos=1)
+            device.publish("sensors/b/data", f"b{i}", qos=1)
+        await wait_until(lambda: len(_msgs()) == 40, what="40 messages handled")
+
+    by_instance: dict[int, list[bytes | None]] = {}
+    for number, kind, _topic, payload in apps.EVENTS:
+        by_instance.setdefault(number, []).append(payload if kind == "msg" else kind.encode())
+    assert len(by_instance) == 2, by_instance.keys()
+    for events in by_instance.values():
+        assert events[0] == b"connect"
+        prefix = events[1][:1]  # type: ignore[index]
+        assert events[1:] == [f"{prefix.decode()}{i}".encode() for i in range(20)]
+
+
+async def test_consumer_publishes_reach_the_broker(mosquitto, run_bridge):
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/d1/data", b"echo", qos=1)
+        reply = await next_message(device)
+    assert (reply.topic, reply.payload) == ("reply/d1", b"echo")
+
+
+async def test_mqtt5_properties_reach_the_consumer(mosquitto, run_bridge):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    seen: list[dict] = []
+    original = apps.RecordingConsumer.receive
+
+    async def spy(self, message):  # record the full message dict
+        seen.append(message)
+        await original(self, message)
+
+    apps.RecordingConsumer.receive = spy  # type: ignore[method-assign]
+    try:
+        with PahoClient(mosquitto.host, mosquitto.port, protocol=5) as device:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = "application/json"
+            props.UserProperty = ("fw", "1.2")
+            device.client.publish("sensors/p/data", b"{}", qos=1, properties=props)
+            await wait_until(lambda: seen, what="message with properties")
+    finally:
+        apps.RecordingConsumer.receive = original  # type: ignore[method-assign]
+    message = seen[0]
+    assert message["properties"]["content_type"] == "application/json"
+    assert message["properties"]["user_properties"] == [("fw", "1.2")]
+    assert message["retain"] is False and message["dup"] is False and message["qos"] == 1
+
+
+async def test_idle_instance_is_closed_and_recreated(mosquitto, run_bridge):
+    config = bridge_config(mosquitto.url, "limits:\n  idle_timeout: 0.3\n")
+    await run_bridge(config, routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.publish("sensors/a/data", b"1", qos=1)
+        await wait_until(
+            lambda: any(e[1] == "disconnect" for e in apps.EVENTS), what="idle disconnect"
+        )
+        device.publish("sensors/a/data", b"2", qos=1)
+        await wait_until(lambda: len(_msgs()) == 2, what="second message")
+    kinds = [(n, k) for n, k, _, _ in apps.EVENTS]
+    assert kinds == [(1, "connect"), (1, "msg"), (1, "disconnect"), (2, "connect"), (2, "msg")]
+
+
+async def test_instance_limit_evicts_least_recently_used(mosquitto, run_bridge):
+    config = bridge_config(mosquitto.url, "limits:\n  max_instances: 2\n")
+    server = await run_bridge(config, routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        for name in ("a", "b", "a", "c"):  # b is least recently used when c arrives
+            device.publish(f"sensors/{name}/data", name, qos=1)
+            before = len(_msgs())
+            await wait_until(lambda b=before: len(_msgs()) > b, what=f"message for {name}")
+        await wait_until(lambda: any(e[1] == "disconnect" for e in apps.EVENTS), what="eviction")
+    disconnected = [n for n, k, _, _ in apps.EVENTS if k == "disconnect"]
+    first_b = next(n for n, k, _, p in apps.EVENTS if k == "msg" and p == b"b")
+    assert disconnected == [first_b]
+    assert len(server.instances) == 2
+    assert server.stats["instances_evicted"] == 1
+
+
+async def test_flood_of_device_ids_stays_within_instance_limit(mosquitto, run_bridge):
+    config = bridge_config(mosquitto.url, "limits:\n  max_instances: 10\n")
+    server = await run_bridge(config, routes=[recording_route()])
+    peak = 0
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        for i in range(200):
+            device.client.publish(f"sensors/fake{i}/data", b"x", qos=0)
+        while len(_msgs()) < 200:
+            peak = max(peak, len(server.instances))
+            await asyncio.sleep(0.005)
+    assert peak <= 10
+    assert server.stats["instances_evicted"] >= 190
+
+
+async def test_oversized_payload_is_dead_lettered_not_delivered(mosquitto, run_bridge):
+    config = bridge_config(mosquitto.url, "limits:\n  max_payload_bytes: 100\n")
+    await run_bridge(config, routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("sensors/big/data", b"x" * 200, qos=1)
+        record = json.loads((await next_message(device)).payload)
+        device.publish("sensors/big/data", b"small", qos=1)
+        await wait_until(lambda: _msgs(), what="the next message")
+    assert record["topic"] == "sensors/big/data"
+    assert record["payload_size"] == 200
+    assert "over limits.max_payload_bytes=100" in record["error"]
+    assert [e[3] for e in _msgs()] == [b"small"]
+
+
+async def test_handler_exception_is_dead_lettered_and_instance_restarted(
+    mosquitto, run_bridge, caplog
+):
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("sensors/p1/data", b"boom", qos=1)
+        record = json.loads((await next_message(device)).payload)
+        device.publish("sensors/p1/data", b"after", qos=1)
+        await wait_until(lambda: len(_msgs()) == 2, what="message after the poison one")
+    assert record["topic"] == "sensors/p1/data"
+    assert record["payload"] == "boom"
+    assert record["error"] == "RuntimeError: boom requested"
+    assert record["consumer"].endswith("RecordingConsumer")
+    assert [(n, k) for n, k, _, _ in apps.EVENTS] == [
+        (1, "connect"),
+        (1, "msg"),
+        (2, "connect"),
+        (2, "msg"),
+    ]
+    assert "Exception inside application" in caplog.text and "sensors/p1/data" in caplog.text
+
+
+async def test_invalid_publish_raises_in_the_consumer_and_reaches_no_broker(mosquitto, run_bridge):
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/w/data", b"bad-publish", qos=1)
+        await wait_until(lambda: apps.ERRORS, what="the publish error")
+        with pytest.raises(AssertionError):
+            await next_message(device, timeout=0.3)
+    assert "wildcards are only allowed in subscriptions" in apps.ERRORS[0]
+
+
+async def test_group_send_reaches_the_device_instance(mosquitto, run_bridge):
+    from channels.layers import get_channel_layer
+
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/g1/data", b"hello", qos=1)
+        await wait_until(lambda: _msgs(), what="instance start")
+        await get_channel_layer().group_send(
+            "device.g1", {"type": "device.command", "text": "from django"}
+        )
+        reply = await next_message(device)
+    assert (reply.topic, reply.payload) == ("reply/g1", b"from django")
+
+
+async def test_json_and_sync_consumers(mosquitto, run_bridge):
+    routes = [
+        topic("json/{device_id}", apps.JsonRecorder.as_asgi()),
+        topic("sync/{device_id}", apps.SyncRecorder.as_asgi()),
+    ]
+    await run_bridge(bridge_config(mosquitto.url), routes=routes)
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/sync", qos=1)
+        device.publish("json/j1", b'{"celsius": 21.5}', qos=1)
+        device.publish("sync/s1", b"orm", qos=1)
+        reply = await next_message(device)
+        await wait_until(lambda: len(apps.EVENTS) == 2, what="both consumers")
+    assert reply.payload == b"orm"
+    assert (0, "json", "json/j1", b"{'celsius': 21.5}") in apps.EVENTS
+
+
+async def test_invalid_json_is_dead_lettered(mosquitto, run_bridge):
+    await run_bridge(
+        bridge_config(mosquitto.url),
+        routes=[topic("json/{device_id}", apps.JsonRecorder.as_asgi())],
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("json/j1", b"{not json", qos=1)
+        record = json.loads((await next_message(device)).payload)
+    assert record["error"].startswith("InvalidPayload: payload is not valid JSON")
+    assert record["payload"] == "{not json"
+
+
+async def test_mqttasgi_application_runs_unchanged(mosquitto, run_bridge):
+    await run_bridge(
+        bridge_config(mosquitto.url, protocol="3.1.1"), application=apps.MqttasgiEcho.as_asgi()
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("legacy/out", qos=1)
+        # The master subscribes in connect(); retry until its SUBACK is in.
+        for _ in range(50):
+            device.publish("legacy/in/x", b"hello", qos=1)
+            if not device.messages.empty():
+                break
+            await asyncio.sleep(0.05)
+        reply = await next_message(device)
+    assert reply.payload == b"HELLO"
+
+
+async def test_subscriptions_survive_a_broker_restart(mosquitto, run_bridge):
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    mosquitto.stop()
+    mosquitto.start()
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        # A clean broker knows no subscriptions: the bridge must have re-subscribed.
+        for _ in range(100):
+            device.publish("sensors/r/data", b"after-restart", qos=1)
+            if _msgs():
+                break
+            await asyncio.sleep(0.1)
+    assert _msgs(), "no message handled after the broker restarted"
+
+
+async def test_publish_from_the_channel_layer_with_confirm(mosquitto, run_bridge):
+    import bridge
+
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as listener:
+        listener.subscribe("cmd/#", qos=1)
+        await bridge.apublish("cmd/x", b"go", qos=1, confirm=True)
+        message = await next_message(listener)
+        assert (message.topic, message.payload) == ("cmd/x", b"go")
+        with pytest.raises(bridge.PublishError, match="wildcards are only allowed"):
+            await bridge.apublish("cmd/#", b"no")
