@@ -63,6 +63,8 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
         max_payload_bytes: int = 256 * 1024,
         scope: dict[str, Any] | None = None,
     ) -> None:
+        # ApplicationCommunicator.__del__ reads _future even if __init__ raised below.
+        self._future = None
         full_scope: dict[str, Any] = {
             "type": "mqtt",
             "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},

@@ -15,10 +15,13 @@ from bridge.server import Server
 from tests import apps
 
 
-def bridge_config(broker_url: str, extra: str = "", *, protocol: str = "5") -> Any:
+def bridge_config(
+    broker_url: str, extra: str = "", *, protocol: str = "5", shared_group: str | None = None
+) -> Any:
+    group = f"  shared_group: {shared_group}\n" if shared_group else ""
     return parse_config(
         f"broker:\n  url: {broker_url}\n  protocol: '{protocol}'\n  keepalive: 10\n"
-        f"  reconnect: {{min_delay: 0.1, max_delay: 1}}\n{extra}",
+        f"  reconnect: {{min_delay: 0.1, max_delay: 1}}\n{group}{extra}",
         source="test.yaml",
     )
 

@@ -4,6 +4,7 @@ subprocess for the run loop, signals and exit codes."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -205,7 +206,7 @@ def test_run_with_embedded_broker_routes_messages(tmp_path, bridge_process):
         tmp_path,
         f"broker:\n  url: embedded\n  listen: 127.0.0.1:{port}\n  protocol: 3.1.1\n" + ROUTE_YAML,
     )
-    bridge = bridge_process("--config", path)
+    bridge = bridge_process("--config", path, "--log-format", "json")
     bridge.wait_for("bridge ready")
     with PahoClient("127.0.0.1", port) as device:
         device.subscribe("reply/#", qos=1)
@@ -214,6 +215,9 @@ def test_run_with_embedded_broker_routes_messages(tmp_path, bridge_process):
     assert (reply.topic, reply.payload) == ("reply/e1", b"echo")
     bridge.proc.send_signal(signal.SIGTERM)
     assert bridge.proc.wait(15) == 0
+    records = [json.loads(line) for line in bridge.lines]  # every line is one JSON object
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["message"].startswith("bridge ready") for r in records)
 
 
 def test_demo_shows_data_flowing(tmp_path, bridge_process):

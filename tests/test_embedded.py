@@ -35,11 +35,15 @@ class PahoClient:
         password: str | None = None,
         keepalive: int = 60,
         will: tuple[str, bytes] | None = None,
+        client_id: str = "",
+        clean_session: bool = True,
     ) -> None:
         parts = urlsplit(url)
         assert parts.hostname is not None and parts.port is not None, url
         self.host, self.port, self.keepalive = parts.hostname, parts.port, keepalive
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
+        )
         self.client.reconnect_delay_set(60, 60)  # a refused client must not retry during a test
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -239,6 +243,42 @@ async def test_users_need_the_right_password(clients: list[PahoClient]) -> None:
         await alice.subscribe("private", qos=1)
         await alice.publish("private", b"hello", qos=1)
         assert (await alice.next_message()).payload == b"hello"
+
+
+async def test_refused_client_cannot_disturb_the_client_whose_id_it_claims(
+    clients: list[PahoClient],
+) -> None:
+    # amqtt alone would drop the victim's session (and subscriptions) before checking the password.
+    async with EmbeddedBroker(port=0, users={"alice": "s3cret"}) as broker:
+        alice = await connected(
+            clients, broker.url, username="alice", password="s3cret", client_id="dev1"
+        )
+        await alice.subscribe("private", qos=1)
+        for clean_session in (True, False):
+            mallory = PahoClient(
+                broker.url, username="alice", password="guess", client_id="dev1",
+                clean_session=clean_session,
+            )  # fmt: skip
+            clients.append(mallory)
+            assert (await mallory.connect()).is_failure
+
+        await alice.publish("private", b"still here", qos=1)
+        assert (await alice.next_message()).payload == b"still here"
+        assert not alice.disconnected.is_set()
+
+
+async def test_persistent_session_keeps_qos1_messages_while_offline(
+    broker: EmbeddedBroker, clients: list[PahoClient]
+) -> None:
+    # amqtt's AnonymousAuthPlugin would mark the session anonymous and forget it on disconnect.
+    subscriber = await connected(clients, broker.url, client_id="bridge", clean_session=False)
+    await subscriber.subscribe("jobs", qos=1)
+    subscriber.close()
+    publisher = await connected(clients, broker.url)
+    await publisher.publish("jobs", b"while you were away", qos=1)
+
+    back = await connected(clients, broker.url, client_id="bridge", clean_session=False)
+    assert (await back.next_message()).payload == b"while you were away"
 
 
 async def test_anonymous_is_accepted_next_to_users_when_allowed(clients: list[PahoClient]) -> None:

@@ -250,3 +250,58 @@ async def test_publish_from_the_channel_layer_with_confirm(mosquitto, run_bridge
         assert (message.topic, message.payload) == ("cmd/x", b"go")
         with pytest.raises(bridge.PublishError, match="wildcards are only allowed"):
             await bridge.apublish("cmd/#", b"no")
+
+
+async def test_shared_group_splits_messages_between_bridges(mosquitto, run_bridge):
+    # Parsed twice: each bridge gets its own generated client id, as two processes would.
+    first = await run_bridge(
+        bridge_config(mosquitto.url, shared_group="g"), routes=[recording_route()]
+    )
+    second = await run_bridge(
+        bridge_config(mosquitto.url, shared_group="g"), routes=[recording_route()]
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        for i in range(100):
+            device.publish(f"sensors/d{i % 10}/data", str(i), qos=1)
+        await wait_until(lambda: len(_msgs()) >= 100, what="100 messages")
+        await asyncio.sleep(0.3)
+    payloads = sorted(int(e[3]) for e in _msgs())  # type: ignore[arg-type]
+    assert payloads == list(range(100)), "each message handled exactly once across bridges"
+    assert first.stats["instances_started"] > 0 and second.stats["instances_started"] > 0
+
+
+async def test_topic_that_is_not_utf8_is_rejected_and_dead_lettered(mosquitto, run_bridge):
+    import paho.mqtt.client as paho
+
+    server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        # Brokers refuse such topics from clients, so hand the bridge the packet directly.
+        message = paho.MQTTMessage(mid=0, topic=b"sensors/\xff/data")
+        message.payload = b"x"
+        server._on_message(message)
+        record = json.loads((await next_message(device)).payload)
+    assert record["topic"] is None
+    assert record["error"].startswith("topic is not valid UTF-8")
+    assert server.stats["rejected"] == 1 and not _msgs()
+
+
+async def test_routes_and_a_master_application_combine(mosquitto, run_bridge):
+    server = await run_bridge(
+        bridge_config(mosquitto.url, protocol="3.1.1"),
+        application=apps.MqttasgiEcho.as_asgi(),
+        routes=[recording_route()],
+    )
+    assert server.master_app is not None and server.router is not None
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("legacy/out", qos=1)
+        device.publish("sensors/c1/data", b"routed", qos=1)
+        for _ in range(50):
+            device.publish("legacy/in/x", b"master", qos=1)
+            if not device.messages.empty():
+                break
+            await asyncio.sleep(0.05)
+        reply = await next_message(device)
+        await wait_until(lambda: _msgs(), what="routed message")
+    assert reply.payload == b"MASTER"
+    assert _msgs()[0][3] == b"routed"

@@ -1,0 +1,60 @@
+"""bridge.testing.MqttCommunicator: consumers tested with no broker."""
+
+import pytest
+
+from bridge.events import InvalidEvent
+from bridge.testing import MqttCommunicator
+from consumers.examples import TemperatureConsumer
+from tests import apps
+
+
+async def test_example_consumer_switches_the_fan():
+    communicator = MqttCommunicator(
+        TemperatureConsumer.as_asgi(),
+        "sensors/{device_id}/temperature",
+        topic="sensors/t1/temperature",
+    )
+    await communicator.connect()
+    await communicator.send_message("sensors/t1/temperature", b'{"celsius": 30}')
+    published = await communicator.receive_publish()
+    assert published["topic"] == "devices/t1/commands"
+    assert published["payload"] == '{"fan": "on", "reason": "30.0 °C"}'
+    await communicator.send_message("sensors/t1/temperature", b'{"celsius": 29}')
+    assert await communicator.receive_nothing()
+    await communicator.disconnect()
+
+
+async def test_invalid_publish_fails_the_test_with_the_bridges_message():
+    apps.reset()
+    communicator = MqttCommunicator(
+        apps.RecordingConsumer.as_asgi(), "sensors/{device_id}/data", topic="sensors/x/data"
+    )
+    await communicator.connect()
+    await communicator.send_message("sensors/x/data", b"bad-publish")
+    await communicator.receive_nothing()
+    assert apps.ERRORS == [
+        "cannot publish: topic 'reply/+/wild' contains a wildcard ('+' or '#'); wildcards are "
+        "only allowed in subscriptions, not in publishes"
+    ]
+    await communicator.disconnect()
+
+
+async def test_receive_publish_says_what_came_instead():
+    communicator = MqttCommunicator(apps.MqttasgiEcho.as_asgi(), app_id=0)
+    await communicator.connect()
+    with pytest.raises(AssertionError, match="expected an mqtt.pub event, got .*mqtt.sub"):
+        await communicator.receive_publish()
+
+
+def test_topic_must_match_the_route():
+    with pytest.raises(ValueError, match="does not match route"):
+        MqttCommunicator(apps.RecordingConsumer.as_asgi(), "a/{x}", topic="b/c")
+
+
+async def test_payload_over_the_limit_is_refused():
+    consumer = apps.SyncRecorder.as_asgi()
+    communicator = MqttCommunicator(consumer, "sync/{x}", topic="sync/a", max_payload_bytes=4)
+    await communicator.connect()
+    await communicator.send_message("sync/a", b"12345")
+    with pytest.raises(InvalidEvent, match="payload is 5 bytes, over the limit of 4"):
+        await communicator.wait(1)
