@@ -42,7 +42,7 @@ async def test_invalid_publish_fails_the_test_with_the_bridges_message():
 async def test_receive_publish_says_what_came_instead():
     communicator = MqttCommunicator(apps.MqttasgiEcho.as_asgi(), app_id=0)
     await communicator.connect()
-    with pytest.raises(AssertionError, match="expected an mqtt.pub event, got .*mqtt.sub"):
+    with pytest.raises(AssertionError, match=r"expected an mqtt\.pub event, got .*mqtt\.sub"):
         await communicator.receive_publish()
 
 
