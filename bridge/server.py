@@ -388,9 +388,8 @@ class Server:
         inst = Instance(self, key, label, scope)
         self.instances[key] = inst
         inst.put(_CONNECT_EVENT, None)
-        inst.task = asyncio.get_running_loop().create_task(
-            self._run_instance(inst, app), name=f"instance {label} {key!r}"
-        )
+        # No task name: a formatted name per instance is memory, and errors log the key.
+        inst.task = asyncio.get_running_loop().create_task(self._run_instance(inst, app))
         self.stats["instances_started"] += 1
         return inst
 

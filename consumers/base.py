@@ -11,16 +11,15 @@ Two things differ from stock ``AsyncConsumer``, both for the per-message cost:
   access belongs in ``database_sync_to_async`` (which closes stale connections around each ORM
   call) or in ``SyncMqttConsumer``, whose handlers run in the ORM thread as Channels' do.
 * ``__call__`` does not use ``await_many_dispatch`` (an ``asyncio.wait`` and task churn per
-  event). The MQTT stream is read in a plain loop; when a channel layer is configured, a second
-  loop reads the consumer's channel and a lock keeps handling one event at a time, as Channels
-  promises.
+  event). The MQTT stream is read in a plain loop; the consumer's channel on the layer is read
+  by a second loop, started once the channel's name has been handed out (``groups`` or
+  ``self.channel_name``), and a lock keeps handling one event at a time, as Channels promises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 from typing import Any
 
@@ -45,10 +44,12 @@ class _MqttRunner:
     groups: list[str] = []
     channel_layer_alias: str
     channel_layer: Any
-    channel_name: str
-    channel_receive: Any
     base_send: Any
     scope: dict[str, Any]
+    _channel_name: str | None = None
+    _layer_task: asyncio.Future[None] | None = None
+    _main_task: asyncio.Task[Any] | None = None
+    _lock: asyncio.Lock
 
     @property
     def topic_kwargs(self) -> dict[str, str]:
@@ -60,52 +61,81 @@ class _MqttRunner:
         kwargs = self.topic_kwargs
         return [group.format(**kwargs) for group in self.groups]
 
+    @property
+    def channel_name(self) -> str:
+        """This instance's channel on the layer; reading it starts listening on it.
+
+        A channel nobody knows the name of gets no messages, so an instance only pays for a
+        layer receive loop (a task and a queue: memory, times 10,000 devices) once its name
+        has been handed out: by ``groups``, or by code reading ``self.channel_name``.
+        """
+        if self._channel_name is None:
+            raise AttributeError("no channel layer is configured (CHANNEL_LAYERS)")
+        if self._layer_task is None:
+            self._layer_task = asyncio.ensure_future(self._pump_layer())
+            self._layer_task.add_done_callback(self._layer_pump_ended)
+        return self._channel_name
+
+    @channel_name.setter
+    def channel_name(self, value: str) -> None:
+        self._channel_name = value
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.base_send = send
+        self._lock = asyncio.Lock()
+        self._main_task = asyncio.current_task()
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        groups: list[str] = []
         try:
-            if self.channel_layer is None:
-                await self._pump(receive, None)
-                return
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            for group in self.group_names():
-                await self.channel_layer.group_add(group, self.channel_name)
-            try:
-                await self._pump_both(receive)
-            finally:
-                for group in self.group_names():
-                    with contextlib.suppress(Exception):
-                        await self.channel_layer.group_discard(group, self.channel_name)
+            if self.channel_layer is not None:
+                self._channel_name = await self.channel_layer.new_channel()
+                groups = self.group_names()
+                for group in groups:
+                    await self.channel_layer.group_add(group, self.channel_name)
+            await self._pump_mqtt(receive)
+        except asyncio.CancelledError:
+            layer_task = self._layer_task
+            if layer_task is not None and layer_task.done() and not layer_task.cancelled():
+                layer_task.result()  # re-raise what ended the layer loop (e.g. StopConsumer)
+            raise
         except StopConsumer:
             pass
-
-    async def _pump(self, source: Any, lock: asyncio.Lock | None) -> None:
-        dispatch = self.dispatch  # type: ignore[attr-defined]
-        if lock is None:
-            while True:
-                await dispatch(await source())
-        else:
-            while True:
-                message = await source()
-                async with lock:
-                    await dispatch(message)
-
-    async def _pump_both(self, receive: Any) -> None:
-        lock = asyncio.Lock()
-        tasks = {
-            asyncio.ensure_future(self._pump(receive, lock)),
-            asyncio.ensure_future(self._pump(self.channel_receive, lock)),
-        }
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            task.result()  # re-raises StopConsumer or the handler's exception
+            await self._stop_layer(groups)
+
+    async def _pump_mqtt(self, receive: Any) -> None:
+        dispatch = self.dispatch  # type: ignore[attr-defined]
+        lock = self._lock  # uncontended unless a layer message is being handled
+        while True:
+            message = await receive()
+            async with lock:
+                await dispatch(message)
+
+    async def _pump_layer(self) -> None:
+        dispatch = self.dispatch  # type: ignore[attr-defined]
+        receive_layer = self.channel_layer.receive
+        name = self._channel_name
+        lock = self._lock
+        while True:
+            message = await receive_layer(name)
+            async with lock:
+                await dispatch(message)
+
+    def _layer_pump_ended(self, task: asyncio.Future[None]) -> None:
+        # StopConsumer or an exception from a layer handler ends the instance, as in Channels.
+        if not task.cancelled() and self._main_task is not None:
+            self._main_task.cancel()
+
+    async def _stop_layer(self, groups: list[str]) -> None:
+        task = self._layer_task
+        if task is not None:
+            task.remove_done_callback(self._layer_pump_ended)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for group in groups:
+            with contextlib.suppress(Exception):
+                await self.channel_layer.group_discard(group, self._channel_name)
 
 
 _HANDLER_NAMES: dict[str, str] = {}

@@ -6,6 +6,7 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
+from channels.exceptions import StopConsumer
 from mqttasgi.consumers import MqttConsumer as MqttasgiConsumer
 
 from consumers import JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
@@ -80,3 +81,17 @@ class MqttasgiEcho(MqttasgiConsumer):
 
     async def disconnect(self) -> None:
         await self.unsubscribe("legacy/in/#")
+
+
+class ChannelNameConsumer(MqttConsumer):
+    """Hands out its channel name over MQTT; answers and stops on layer messages."""
+
+    async def connect(self) -> None:
+        await self.publish("reply/channel", self.channel_name, qos=1)
+
+    async def say(self, event: dict[str, Any]) -> None:
+        await self.publish("reply/said", event["text"], qos=1)
+
+    async def stop(self, event: dict[str, Any]) -> None:
+        EVENTS.append((0, "stopped-by-layer", None, None))
+        raise StopConsumer()

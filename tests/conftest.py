@@ -126,6 +126,6 @@ def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
 # overrides CHANNEL_LAYERS (Channels resets its layers on setting_changed).
 from bridge.django_setup import ensure_django  # noqa: E402
 
-ensure_django({"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}})
+ensure_django({"default": {"BACKEND": "bridge.layers.InMemoryChannelLayer"}})
 
 from tests.bridge_fixtures import run_bridge  # noqa: E402, F401

@@ -879,7 +879,7 @@ def test_insecure_tls_is_kept_and_warned_about() -> None:
 
 def test_memory_layer_settings() -> None:
     layer = load("channel_layer:\n  url: memory://\n").channel_layer
-    assert layer.channels_settings() == {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    assert layer.channels_settings() == {"BACKEND": "bridge.layers.InMemoryChannelLayer"}
 
 
 @pytest.mark.parametrize(

@@ -305,3 +305,23 @@ async def test_routes_and_a_master_application_combine(mosquitto, run_bridge):
         await wait_until(lambda: _msgs(), what="routed message")
     assert reply.payload == b"MASTER"
     assert _msgs()[0][3] == b"routed"
+
+
+async def test_channel_name_handed_out_receives_layer_messages(mosquitto, run_bridge):
+    from channels.layers import get_channel_layer
+
+    server = await run_bridge(
+        bridge_config(mosquitto.url),
+        routes=[topic("cn/{device_id}", apps.ChannelNameConsumer.as_asgi())],
+    )
+    layer = get_channel_layer()
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("cn/1", b"start", qos=1)
+        channel = (await next_message(device)).payload.decode()
+        await layer.send(channel, {"type": "say", "text": "via layer"})
+        said = await next_message(device)
+        await layer.send(channel, {"type": "stop"})
+        await wait_until(lambda: not server.instances, what="instance stopped by a layer handler")
+    assert said.payload == b"via layer"
+    assert (0, "stopped-by-layer", None, None) in apps.EVENTS
