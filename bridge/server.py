@@ -136,7 +136,9 @@ class Server:
                 cfg.broker.host,
                 cfg.broker.port,
                 allow_anonymous=cfg.broker.allow_anonymous,
-                max_payload_bytes=cfg.limits.max_payload_bytes,
+                # Above the bridge's own limit, so oversized messages reach the bridge and are
+                # dead-lettered; the broker's cap only protects its memory.
+                max_payload_bytes=max(4 * cfg.limits.max_payload_bytes, 1 << 20),
             )
             await self.embedded.start()
             self.broker_url = self.embedded.url

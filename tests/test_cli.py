@@ -231,3 +231,21 @@ def test_demo_shows_data_flowing(tmp_path, bridge_process):
     bridge.wait_for("received command")
     bridge.proc.send_signal(signal.SIGINT)
     assert bridge.proc.wait(15) == 0
+
+
+def test_embedded_broker_lets_the_bridge_dead_letter_oversized_payloads(tmp_path, bridge_process):
+    port = free_port()
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: embedded\n  listen: 127.0.0.1:{port}\nlimits:\n  max_payload_bytes: 100\n"
+        + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path)
+    bridge.wait_for("bridge ready")
+    with PahoClient("127.0.0.1", port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("sensors/big/data", b"x" * 500, qos=1)
+        record = json.loads(device.next_message().payload)
+    assert record["payload_size"] == 500 and record["topic"] == "sensors/big/data"
+    bridge.proc.send_signal(signal.SIGTERM)
+    assert bridge.proc.wait(15) == 0
