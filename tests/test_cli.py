@@ -249,3 +249,15 @@ def test_embedded_broker_lets_the_bridge_dead_letter_oversized_payloads(tmp_path
     assert record["payload_size"] == 500 and record["topic"] == "sensors/big/data"
     bridge.proc.send_signal(signal.SIGTERM)
     assert bridge.proc.wait(15) == 0
+
+
+def test_broker_and_client_id_flags_override_the_config(mosquitto, bridge_process):
+    bridge = bridge_process(
+        "--config", str(ROOT / "config.yaml"), "--broker", mosquitto.url, "--client-id", "gw-7"
+    )
+    bridge.wait_for("bridge ready")
+    log = "".join(bridge.lines)
+    assert f"connected to 127.0.0.1:{mosquitto.port} as 'gw-7'" in log
+    assert "embedded" not in log
+    bridge.proc.send_signal(signal.SIGTERM)
+    assert bridge.proc.wait(15) == 0
