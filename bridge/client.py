@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
+import socket
 import ssl
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +40,8 @@ logger = logging.getLogger("bridge.client")
 _READ_CHUNK = 65536
 # Packets handled per reader callback before yielding to other tasks.
 _MAX_PACKETS_PER_WAKEUP = 2000
+# How often keepalive and dead-link checks run (seconds).
+_MISC_INTERVAL = 0.5
 
 
 class OutboundQueueFull(RuntimeError):
@@ -113,6 +118,7 @@ class MqttClient:
         self._closing = False
         self._sock: Any = None
         self._reading_paused = False
+        self._last_read = 0.0
         self._flush_scheduled = False
         self._misc_handle: asyncio.TimerHandle | None = None
         self._connector: asyncio.Task[None] | None = None
@@ -254,6 +260,7 @@ class MqttClient:
         def register() -> None:
             assert self._loop is not None
             self._sock = sock
+            self._last_read = time.monotonic()
             self._reading_paused = False
             self._loop.add_reader(sock, self._on_readable)
             self._schedule_misc()
@@ -299,6 +306,7 @@ class MqttClient:
 
     def _on_readable(self) -> None:
         client = self._client
+        self._last_read = time.monotonic()
         client.loop_read()
         count = 1
         while self._sock is not None and client.buffered():
@@ -312,12 +320,33 @@ class MqttClient:
 
     def _schedule_misc(self) -> None:
         assert self._loop is not None
-        self._misc_handle = self._loop.call_later(1.0, self._misc)
+        self._misc_handle = self._loop.call_later(_MISC_INTERVAL, self._misc)
 
     def _misc(self) -> None:
-        # Keepalive: PINGREQ when idle; close when PINGRESP is overdue (paho's rule).
+        # Keepalive: paho sends PINGREQ once the link has been quiet for a keepalive.
         self._misc_handle = None
         if self._sock is None:
+            return
+        now = time.monotonic()
+        keepalive = self.config.keepalive
+        if self._reading_paused:
+            # Not reading (backpressure), so PINGRESPs wait unread in the socket: keep pinging so
+            # the broker sees us alive, and don't let paho take the missing PINGRESP for a dead
+            # link (it closes once a PINGREQ is unanswered for a keepalive).
+            self._client._ping_t = 0
+            self._last_read = now
+        elif keepalive and now - self._last_read > 1.5 * keepalive:
+            # paho alone notices a dead link (broker paused, cable pulled) only after up to two
+            # keepalives: a keepalive before it pings, another before it gives up on the answer.
+            logger.warning(
+                "nothing from %s for %.1f s (1.5 x keepalive %d s); dropping the dead connection",
+                self.broker,
+                now - self._last_read,
+                keepalive,
+            )
+            self.stats["dead_links"] += 1
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)  # the reader sees EOF: paho's normal path
             return
         self._client.loop_misc()
         if self._sock is not None:
@@ -372,11 +401,21 @@ class MqttClient:
         # lost its state (restart without persistence) would otherwise silently stop sending.
         if self._subscriptions:
             self._client.subscribe(list(self._subscriptions.items()))
-        while self._outbound:
-            topic, payload, qos, retain, props_, future = self._outbound.popleft()
-            self._publish_now(topic, payload, qos, retain, props_, future)
+        if self._outbound and self._loop is not None:
+            # After paho re-sends the publishes that were in flight when the link dropped
+            # (it does so right after this callback), so the broker gets them in order.
+            self._loop.call_soon(self._drain_outbound)
         if self._on_connect_cb is not None:
             self._on_connect_cb(session_present)
+
+    def _drain_outbound(self) -> None:
+        while self._outbound and self.connected and self._sock is not None:
+            topic, payload, qos, retain, props_, future = self._outbound.popleft()
+            self._publish_now(topic, payload, qos, retain, props_, future)
+        if self._outbound:
+            logger.info("%d publishes still queued for %s", len(self._outbound), self.broker)
+        else:
+            logger.info("outbound queue drained to %s", self.broker)
 
     def _handle_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
@@ -384,7 +423,9 @@ class MqttClient:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self._teardown_socket()
-        self._fail_pending(ConnectionLost(f"connection to {self.broker} lost: {reason}"))
+        # SUBACKs will not come (every filter is re-subscribed on reconnect). PUBACK futures stay:
+        # paho re-sends unacknowledged QoS 1/2 publishes after reconnecting, with DUP set.
+        self._fail_subacks(ConnectionLost(f"connection to {self.broker} lost: {reason}"))
         if self._closing:
             return
         if was_connected:
@@ -420,6 +461,9 @@ class MqttClient:
             if not future.done():
                 future.set_exception(exc)
         self._acks.clear()
+        self._fail_subacks(exc)
+
+    def _fail_subacks(self, exc: Exception) -> None:
         for sfuture in self._subacks.values():
             if not sfuture.done():
                 sfuture.set_exception(exc)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -30,6 +31,12 @@ from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
 
 __all__ = ["InvalidPayload", "JsonMqttConsumer", "MqttConsumer", "SyncMqttConsumer"]
+
+logger = logging.getLogger("consumers")
+
+# Back-off between attempts to reach a channel layer that failed (seconds).
+_LAYER_RETRY_MIN = 0.1
+_LAYER_RETRY_MAX = 2.0
 
 
 class InvalidPayload(ValueError):
@@ -50,6 +57,7 @@ class _MqttRunner:
     _layer_task: asyncio.Future[None] | None = None
     _main_task: asyncio.Task[Any] | None = None
     _lock: asyncio.Lock
+    _rejoin = False
 
     @property
     def topic_kwargs(self) -> dict[str, str]:
@@ -91,8 +99,14 @@ class _MqttRunner:
             if self.channel_layer is not None:
                 self._channel_name = await self.channel_layer.new_channel()
                 groups = self.group_names()
-                for group in groups:
-                    await self.channel_layer.group_add(group, self.channel_name)
+                if groups:
+                    try:
+                        await self._join_groups(groups)
+                    except Exception as exc:
+                        # Redis may be down: handle MQTT now, join when the layer is back.
+                        logger.warning("cannot join groups %s yet (%s)", groups, exc)
+                        self._rejoin = True
+                    self.channel_name  # noqa: B018 - start listening on the layer
             await self._pump_mqtt(receive)
         except asyncio.CancelledError:
             layer_task = self._layer_task
@@ -112,13 +126,39 @@ class _MqttRunner:
             async with lock:
                 await dispatch(message)
 
+    async def _join_groups(self, groups: list[str]) -> None:
+        for group in groups:
+            await self.channel_layer.group_add(group, self._channel_name)
+
     async def _pump_layer(self) -> None:
         dispatch = self.dispatch  # type: ignore[attr-defined]
         receive_layer = self.channel_layer.receive
         name = self._channel_name
         lock = self._lock
+        delay = _LAYER_RETRY_MIN
         while True:
-            message = await receive_layer(name)
+            try:
+                if self._rejoin:
+                    # A layer that went away (Redis restarted) forgot our memberships.
+                    await self._join_groups(self.group_names())
+                    self._rejoin = False
+                    logger.info("rejoined groups %s", self.group_names())
+                message = await receive_layer(name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The layer failing must not end the instance: MQTT keeps flowing meanwhile.
+                logger.warning(
+                    "channel layer unavailable (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                self._rejoin = bool(self.groups)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LAYER_RETRY_MAX)
+                continue
+            delay = _LAYER_RETRY_MIN
             async with lock:
                 await dispatch(message)
 
