@@ -95,3 +95,11 @@ class ChannelNameConsumer(MqttConsumer):
     async def stop(self, event: dict[str, Any]) -> None:
         EVENTS.append((0, "stopped-by-layer", None, None))
         raise StopConsumer()
+
+
+class SlowConsumer(MqttConsumer):
+    """Takes 5 ms per message: a consumer that falls behind a fast device."""
+
+    async def receive(self, message: dict[str, Any]) -> None:
+        await asyncio.sleep(0.005)
+        EVENTS.append((0, "slow", message["topic"], message["payload"]))
