@@ -126,7 +126,7 @@ class CommandLineInterface:
             print(f"warning: {warning}", file=self.stdout)
         print(
             f"{config.source}: OK — broker {config.broker.url}, {len(config.routes)} routes, "
-            f"channel layer {config.channel_layer.url}",
+            f"channel layer {config.channel_layer.display_url}",
             file=self.stdout,
         )
         return 0

@@ -196,6 +196,16 @@ class MqttClient:
             self._client.disconnect()
             self._flush()
         self._teardown_socket()
+        if self._outbound:
+            logger.error(
+                "shutting down with %d publishes still queued for %s: they are not sent",
+                len(self._outbound),
+                self.broker,
+            )
+            for *_, future in self._outbound:
+                if future is not None and not future.done():
+                    future.set_exception(ConnectionLost("the bridge shut down before sending it"))
+            self._outbound.clear()
         self._fail_pending(ConnectionLost("the bridge is shutting down"))
 
     async def _connect_forever(self) -> None:
@@ -409,6 +419,8 @@ class MqttClient:
             self._on_connect_cb(session_present)
 
     def _drain_outbound(self) -> None:
+        if not self._outbound:
+            return  # already drained by publish() (see there); nothing to log twice
         while self._outbound and self.connected and self._sock is not None:
             topic, payload, qos, retain, props_, future = self._outbound.popleft()
             self._publish_now(topic, payload, qos, retain, props_, future)
@@ -517,6 +529,11 @@ class MqttClient:
             assert self._loop is not None
             future = self._loop.create_future()
         if self.connected and self._sock is not None:
+            if self._outbound:
+                # Connected, but the drain scheduled by the CONNACK callback has not run yet: a
+                # publish made in between (any task ready in that loop iteration) would overtake
+                # the queued ones. Send those first; MQTT orders messages per topic (4.6).
+                self._drain_outbound()
             self._publish_now(topic, payload, qos, retain, properties, future)
             return future
         if len(self._outbound) >= self.config.outbound_queue:

@@ -166,6 +166,11 @@ class ChannelLayerConfig:
         )
 
     @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for logs and terminal output."""
+        return _mask_password(self.url)
+
+    @property
     def backend(self) -> str:
         """The dotted path of the Channels layer class ``url`` selects."""
         return _MEMORY_BACKEND if self.url == "memory://" else _REDIS_BACKEND

@@ -66,4 +66,9 @@ def to_paho(properties: dict[str, Any] | None) -> Properties | None:
                 props.UserProperty = (str(k), str(v))
         else:
             setattr(props, name, value)
+    # Pack once now: a value of the wrong type fails here, with the caller, not inside paho.
+    try:
+        props.pack()
+    except Exception as exc:
+        raise ValueError(f"bad MQTT 5 property value: {exc}") from None
     return props

@@ -41,8 +41,6 @@ __all__ = ["Server"]
 
 logger = logging.getLogger("bridge.server")
 
-_CONNECT_EVENT: dict[str, Any] = {"type": "mqtt.connect", "mqtt": {}}
-
 
 class Server:
     """Runs routed instances (``routes``) and/or an mqttasgi-style master application."""
@@ -75,10 +73,13 @@ class Server:
         self.embedded: Any = None
         self.acks = AckTracker(self._send_ack)
         self.instances: collections.OrderedDict[Any, Instance] = collections.OrderedDict()
+        # Every instance whose task runs, including closing ones no longer in ``instances``.
+        self._live: set[Instance] = set()
         self.paused_by: set[Instance] = set()
         # Dynamic (mqtt.sub) subscriptions: match filter -> instances; subscribe filter per match.
         self._dynamic: dict[str, set[Instance]] = {}
         self._dynamic_matcher = MQTTMatcher()
+        self._route_filters: dict[str, int] = {}
         self._v5 = config.broker.protocol == "5"
         self._max_payload = config.limits.max_payload_bytes
         self._stopping = False
@@ -107,7 +108,7 @@ class Server:
             return
         if self._stop_event.is_set() and self._stopping:
             logger.warning("second stop request: cancelling remaining instances now")
-            for inst in list(self.instances.values()):
+            for inst in list(self._live):
                 if inst.task is not None:
                     inst.task.cancel()
         self._stop_event.set()
@@ -154,7 +155,9 @@ class Server:
         )
         if self.router is not None:
             for route in self.router.routes:
-                self.client.subscribe(self._subscribe_filter(route.pattern.filter), route.qos)
+                topic_filter = self._subscribe_filter(route.pattern.filter)
+                self._route_filters[topic_filter] = route.qos
+                self.client.subscribe(topic_filter, route.qos)
                 logger.info("route %s -> %s (qos %d)", route.pattern.pattern, route.name, route.qos)
         await self.client.start()
         self._spawn_task(self._serve_channel_layer(), "channel-layer-intake")
@@ -176,7 +179,7 @@ class Server:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        instances = list(self.instances.values())
+        instances = list(self._live)
         for inst in instances:
             self._close_instance(inst, "shutdown")
         tasks = [inst.task for inst in instances if inst.task is not None and not inst.task.done()]
@@ -289,6 +292,8 @@ class Server:
                     if inst is not routed:
                         inst.put(event, token)
                         delivered = True
+                        if len(inst.items) >= self.limits.queue_size:
+                            self._backpressure(inst)
         if not delivered:
             self.stats["unrouted"] += 1
             logger.debug("no route or subscription for topic %r; acknowledged", topic)
@@ -303,7 +308,10 @@ class Server:
         logger.warning("rejected message on %s: %s", shown, reason)
         self.dead_letter(topic, None, reason, payload_size=len(message.payload))
         if message.qos:
-            self._send_ack(message.mid, message.qos)
+            # Through the tracker: acknowledgements keep arrival order (MQTT 4.6).
+            token = self.acks.track(message.mid, message.qos)
+            token.remaining = 1
+            self.acks.release(token)
 
     def dead_letter(
         self,
@@ -389,7 +397,8 @@ class Server:
             self._evict_one()
         inst = Instance(self, key, label, scope)
         self.instances[key] = inst
-        inst.put(_CONNECT_EVENT, None)
+        self._live.add(inst)
+        inst.put({"type": "mqtt.connect", "mqtt": {}}, None)
         # No task name: a formatted name per instance is memory, and errors log the key.
         inst.task = asyncio.get_running_loop().create_task(self._run_instance(inst, app))
         self.stats["instances_started"] += 1
@@ -417,62 +426,107 @@ class Server:
         inst.put({"type": "mqtt.disconnect", "mqtt": {"reason": reason}}, None)
 
     async def _run_instance(self, inst: Instance, app: Any) -> None:
+        error: Exception | None = None
+        cancelled = False
         try:
             await app(inst.scope, inst.receive, inst.send)
         except asyncio.CancelledError:
+            cancelled = True
             logger.warning("instance %s %r cancelled", inst.label, inst.key)
         except Exception as exc:
-            self._instance_crashed(inst, exc)
+            error = exc
         finally:
-            self._instance_ended(inst)
+            self._instance_ended(inst, error, cancelled)
 
-    def _instance_crashed(self, inst: Instance, exc: Exception) -> None:
-        current = inst.current
-        event = current[0] if current is not None else None
-        topic = event["mqtt"].get("topic") if event and event["type"] == "mqtt.msg" else None
-        self.stats["instance_errors"] += 1
-        logger.error(
-            "Exception inside application %s (instance %r) while handling %s",
-            inst.label,
-            inst.key,
-            f"a message on {topic!r}" if topic else (event or {}).get("type", "startup"),
-            exc_info=exc,
-        )
-        if topic is not None and event is not None:
-            self.dead_letter(
-                topic, event["mqtt"]["payload"], f"{type(exc).__name__}: {exc}", consumer=inst.label
-            )
-
-    def _instance_ended(self, inst: Instance) -> None:
-        # The message being handled counts as handled (dead-lettered if it crashed): a poison
-        # message is acknowledged once, never redelivered forever.
-        inst.finish_current()
+    def _instance_ended(self, inst: Instance, error: Exception | None, cancelled: bool) -> None:
+        self._live.discard(inst)
         self.paused_by.discard(inst)
         if self.instances.get(inst.key) is inst:
             del self.instances[inst.key]
         for topic_filter in list(inst.subscriptions):
             self._drop_dynamic(inst, topic_filter)
+        current = inst.current
         leftovers = [item for item in inst.items if item[0]["type"] == "mqtt.msg"]
         inst.items.clear()
+        handling_message = current is not None and current[0]["type"] == "mqtt.msg"
+        if cancelled:
+            # Cut off mid-handler (shutdown timeout, second signal): not handled, so not
+            # acknowledged; the broker redelivers it to a persistent session.
+            inst.current = None
+        elif error is not None:
+            self._instance_crashed(inst, error, current if handling_message else None)
+        if not cancelled:
+            # A poison message is dead-lettered above and acknowledged here: once, not forever.
+            inst.finish_current()
         if self._stopping:
-            return  # not handled, so never acknowledged: the broker redelivers them
-        # Messages queued behind the one that ended the instance go to a fresh instance.
-        for event, token in leftovers:
-            self._redeliver(inst, event, token)
-            if token is not None:
-                self.acks.release(token)  # the old instance's hold on it
-        if inst.app_id == 0 and not self.instances.get(inst.key):
+            return  # queued, never handled, never acknowledged: the broker redelivers them
+        if (
+            error is not None
+            and not handling_message
+            and not getattr(error, "mqttbridge_layer_event", False)
+        ):
+            # It failed starting up (connect(), groups): a fresh instance would fail the same
+            # way, so record what was queued instead of restarting in a loop.
+            for event, token in leftovers:
+                self.dead_letter(
+                    event["mqtt"]["topic"],
+                    event["mqtt"]["payload"],
+                    f"not handled: the instance failed ({type(error).__name__}: {error})",
+                    consumer=inst.label,
+                )
+                if token is not None:
+                    self.acks.release(token)
+        else:
+            # Messages queued behind the one that ended the instance go to a fresh instance.
+            for event, token in leftovers:
+                if not self._redeliver(inst, event, token):
+                    self.dead_letter(
+                        event["mqtt"]["topic"],
+                        event["mqtt"]["payload"],
+                        "not handled: the application instance ended",
+                        consumer=inst.label,
+                    )
+                if token is not None:
+                    self.acks.release(token)  # the old instance's hold on it
+        if inst.app_id == 0 and self.master_app is not None:
             logger.error("the master application ended; restarting it in 1 s")
             asyncio.get_running_loop().call_later(1.0, self._start_master)
 
-    def _redeliver(self, old: Instance, event: dict[str, Any], token: Any) -> None:
+    def _instance_crashed(
+        self, inst: Instance, exc: Exception, current: tuple[dict[str, Any], Any] | None
+    ) -> None:
+        self.stats["instance_errors"] += 1
+        from_layer = getattr(exc, "mqttbridge_layer_event", False)
+        event = current[0] if current is not None and not from_layer else None
+        topic = event["mqtt"]["topic"] if event is not None else None
+        where = (
+            f"a message on {topic!r}"
+            if topic
+            else "a channel-layer event"
+            if from_layer
+            else "start-up (mqtt.connect)"
+        )
+        logger.error(
+            "Exception inside application %s (instance %r) while handling %s",
+            inst.label,
+            inst.key,
+            where,
+            exc_info=exc,
+        )
+        if event is not None:
+            self.dead_letter(
+                topic, event["mqtt"]["payload"], f"{type(exc).__name__}: {exc}", consumer=inst.label
+            )
+
+    def _redeliver(self, old: Instance, event: dict[str, Any], token: Any) -> bool:
         if self.router is None or "topic_route" not in old.scope:
-            return
+            return False
         matched = self.router.match(event["mqtt"]["topic"])
         if matched is None:
-            return
+            return False
         route, kwargs = matched
         self._routed_instance(route, kwargs, event["mqtt"]["topic"]).put(event, token)
+        return True
 
     def _start_master(self) -> None:
         if self._stopping or ("app", 0) in self.instances:
@@ -528,7 +582,8 @@ class Server:
             self._dynamic_matcher[match_filter] = targets
         targets.add(inst)
         inst.subscriptions.add(topic_filter)
-        self.client.subscribe(topic_filter, qos)
+        # Never lower the QoS of a route's subscription to the same filter.
+        self.client.subscribe(topic_filter, max(qos, self._route_filters.get(topic_filter, 0)))
 
     def _drop_dynamic(self, inst: Instance, topic_filter: str) -> None:
         match_filter = (
@@ -542,8 +597,13 @@ class Server:
         if not targets:
             del self._dynamic[match_filter]
             del self._dynamic_matcher[match_filter]
-            if self.client is not None and not self._stopping:
+            route_qos = self._route_filters.get(topic_filter)
+            if self.client is None or self._stopping:
+                return
+            if route_qos is None:
                 self.client.unsubscribe(topic_filter)
+            else:  # a route needs this filter too: keep it, at the route's QoS
+                self.client.subscribe(topic_filter, route_qos)
 
     def _spawn_worker(self, inst: Instance, command: dict[str, Any]) -> None:
         if inst.app_id != 0:

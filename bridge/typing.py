@@ -42,9 +42,11 @@ class MqttScope(TypedDict):
     broker: str
     # Routed instances only: which route and parameter values this instance serves.
     topic_route: NotRequired[TopicRoute]
-    # mqttasgi compatibility: "master" (app_id 0) or "worker".
+    # mqttasgi compatibility: "master" (app_id 0) or "worker", and its version keys.
     app_id: NotRequired[Any]
     instance_type: NotRequired[str]
+    version: str
+    spec_version: str
 
 
 class MqttMessage(TypedDict):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 from typing import Any
@@ -57,7 +58,12 @@ class _MqttRunner:
     _layer_task: asyncio.Future[None] | None = None
     _main_task: asyncio.Task[Any] | None = None
     _lock: asyncio.Lock
+    _loop: asyncio.AbstractEventLoop
+    _context: contextvars.Context
     _rejoin = False
+    _busy = False
+    _layer_starting = False
+    _layer_failed: asyncio.Future[None] | None = None
 
     @property
     def topic_kwargs(self) -> dict[str, str]:
@@ -79,40 +85,56 @@ class _MqttRunner:
         """
         if self._channel_name is None:
             raise AttributeError("no channel layer is configured (CHANNEL_LAYERS)")
-        if self._layer_task is None:
-            self._layer_task = asyncio.ensure_future(self._pump_layer())
-            self._layer_task.add_done_callback(self._layer_pump_ended)
+        if self._layer_task is None and not self._layer_starting:
+            self._layer_starting = True
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self._loop:
+                self._start_layer_pump()
+            else:  # SyncMqttConsumer code runs in a worker thread
+                self._loop.call_soon_threadsafe(self._start_layer_pump)
         return self._channel_name
 
     @channel_name.setter
     def channel_name(self, value: str) -> None:
         self._channel_name = value
 
+    def _start_layer_pump(self) -> None:
+        # In the instance's own context: started from a SyncMqttConsumer's worker thread, the
+        # current context would make asgiref believe every later sync handler is nested in
+        # that thread ("Single thread executor already being used, would deadlock").
+        self._layer_task = self._loop.create_task(self._pump_layer(), context=self._context)
+        self._layer_task.add_done_callback(self._layer_pump_ended)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.base_send = send
         self._lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
         self._main_task = asyncio.current_task()
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         groups: list[str] = []
         try:
-            if self.channel_layer is not None:
-                self._channel_name = await self.channel_layer.new_channel()
-                groups = self.group_names()
-                if groups:
-                    try:
-                        await self._join_groups(groups)
-                    except Exception as exc:
-                        # Redis may be down: handle MQTT now, join when the layer is back.
-                        logger.warning("cannot join groups %s yet (%s)", groups, exc)
-                        self._rejoin = True
-                    self.channel_name  # noqa: B018 - start listening on the layer
-            await self._pump_mqtt(receive)
-        except asyncio.CancelledError:
-            layer_task = self._layer_task
-            if layer_task is not None and layer_task.done() and not layer_task.cancelled():
-                layer_task.result()  # re-raise what ended the layer loop (e.g. StopConsumer)
-            raise
+            try:
+                if self.channel_layer is not None:
+                    self._channel_name = await self.channel_layer.new_channel()
+                    groups = self.group_names()
+                    if groups:
+                        try:
+                            await self._join_groups(groups)
+                        except Exception as exc:
+                            # Redis may be down: handle MQTT now, join once the layer is back.
+                            logger.warning("cannot join groups %s yet (%s)", groups, exc)
+                            self._rejoin = True
+                        self.channel_name  # noqa: B018 - start listening on the layer
+                await self._pump_mqtt(receive)
+            except asyncio.CancelledError:
+                if self._layer_failed is not None:
+                    self._raise_layer_failure()
+                raise
         except StopConsumer:
             pass
         finally:
@@ -123,8 +145,32 @@ class _MqttRunner:
         lock = self._lock  # uncontended unless a layer message is being handled
         while True:
             message = await receive()
-            async with lock:
-                await dispatch(message)
+            self._busy = True
+            try:
+                async with lock:
+                    await dispatch(message)
+            finally:
+                self._busy = False
+            if self._layer_failed is not None:
+                self._raise_layer_failure()
+
+    def _layer_pump_ended(self, task: asyncio.Future[None]) -> None:
+        # StopConsumer or an exception from a layer handler ends the instance, as in Channels;
+        # an MQTT message being handled meanwhile is let finish first (see _pump_mqtt).
+        if task.cancelled():
+            return
+        self._layer_failed = task
+        if not self._busy and self._main_task is not None:
+            self._main_task.cancel()  # waiting in receive(): nothing is lost by interrupting
+
+    def _raise_layer_failure(self) -> None:
+        assert self._layer_failed is not None
+        exc = self._layer_failed.exception()
+        assert exc is not None
+        if not isinstance(exc, StopConsumer):
+            # Tells the bridge the failure was a layer event's, not the current MQTT message's.
+            exc.mqttbridge_layer_event = True  # type: ignore[attr-defined]
+        raise exc
 
     async def _join_groups(self, groups: list[str]) -> None:
         for group in groups:
@@ -161,11 +207,6 @@ class _MqttRunner:
             delay = _LAYER_RETRY_MIN
             async with lock:
                 await dispatch(message)
-
-    def _layer_pump_ended(self, task: asyncio.Future[None]) -> None:
-        # StopConsumer or an exception from a layer handler ends the instance, as in Channels.
-        if not task.cancelled() and self._main_task is not None:
-            self._main_task.cancel()
 
     async def _stop_layer(self, groups: list[str]) -> None:
         task = self._layer_task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -103,3 +104,73 @@ class SlowConsumer(MqttConsumer):
     async def receive(self, message: dict[str, Any]) -> None:
         await asyncio.sleep(0.005)
         EVENTS.append((0, "slow", message["topic"], message["payload"]))
+
+
+# Where DurableRecorder appends its lines; read from the environment, so a bridge run as a
+# subprocess (`python -m bridge run`) records into the test's temporary directory.
+RECORD_ENV = "MQTTBRIDGE_TEST_RECORD"
+
+
+class DurableRecorder(MqttConsumer):
+    """Appends ``topic payload dup`` per message to $MQTTBRIDGE_TEST_RECORD, then takes 20 ms.
+
+    One ``os.write`` on an ``O_APPEND`` descriptor per line: the line is in the kernel before
+    the handler returns (so before the PUBACK can go out) and survives a SIGKILL of the bridge.
+    The sleep keeps messages in flight, so a kill lands mid-stream.
+    """
+
+    delay = 0.02
+
+    async def connect(self) -> None:
+        self.fd = os.open(os.environ[RECORD_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    async def receive(self, message: dict[str, Any]) -> None:
+        line = f"{message['topic']} {message['payload'].decode()} {int(message['dup'])}\n"
+        os.write(self.fd, line.encode())
+        await asyncio.sleep(self.delay)
+
+    async def disconnect(self) -> None:
+        os.close(self.fd)
+
+
+class FailingConnect(MqttConsumer):
+    """connect() raises: every instance fails before handling anything."""
+
+    async def connect(self) -> None:
+        _counter["failing_connects"] += 1
+        raise RuntimeError("cannot start")
+
+
+class LayerBoom(MqttConsumer):
+    """A layer event raises while an MQTT message is being handled."""
+
+    async def connect(self) -> None:
+        await self.publish("reply/channel", self.channel_name, qos=1)
+
+    async def receive(self, message: dict[str, Any]) -> None:
+        await asyncio.sleep(0.3)
+        EVENTS.append((0, "handled", message["topic"], message["payload"]))
+
+    async def boom(self, event: dict[str, Any]) -> None:
+        raise ValueError("layer handler failed")
+
+
+class SyncChannelName(SyncMqttConsumer):
+    def connect(self) -> None:
+        self.publish("reply/channel", self.channel_name)
+
+    def say(self, event: dict[str, Any]) -> None:
+        self.publish("reply/said", event["text"])
+
+
+class CrashingMaster(MqttasgiConsumer):
+    """An mqttasgi master that crashes on b"boom" after subscribing."""
+
+    async def connect(self) -> None:
+        await self.subscribe("master/in", 1)
+
+    async def receive(self, mqtt_message: dict[str, Any]) -> None:
+        if mqtt_message["payload"] == b"boom":
+            await asyncio.sleep(0.2)  # let more messages queue behind this one
+            raise RuntimeError("master crashed")
+        EVENTS.append((0, "master", mqtt_message["topic"], mqtt_message["payload"]))

@@ -261,3 +261,30 @@ def test_broker_and_client_id_flags_override_the_config(mosquitto, bridge_proces
     assert "embedded" not in log
     bridge.proc.send_signal(signal.SIGTERM)
     assert bridge.proc.wait(15) == 0
+
+
+def test_second_signal_cancels_instances_at_once(mosquitto, tmp_path, bridge_process):
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: {mosquitto.url}\nlimits:\n  shutdown_timeout: 60\n" + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path)
+    bridge.wait_for("bridge ready")
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/s1/data", b"sleep:60", qos=1)
+        assert device.next_message().payload == b"started"
+        started = time.monotonic()
+        bridge.proc.send_signal(signal.SIGTERM)
+        bridge.wait_for("waiting up to 60.0s")
+        bridge.proc.send_signal(signal.SIGTERM)
+        assert bridge.proc.wait(15) == 0
+        assert time.monotonic() - started < 10
+    assert "second stop request" in "".join(bridge.lines)
+
+
+def test_check_does_not_print_the_redis_password(tmp_path):
+    path = write_config(tmp_path, "channel_layer:\n  url: redis://:s3cret@127.0.0.1:6379/0\n")
+    status, out, err = run_cli("check", "--config", path)
+    assert status == 0, err
+    assert "s3cret" not in out and "redis://" in out

@@ -22,8 +22,9 @@ def redis_layers(url: str) -> dict:
 async def test_redis_outage_mqtt_keeps_flowing_then_layer_and_groups_recover(
     mosquitto, redis_server, run_bridge
 ):
-    import bridge
     from channels.layers import get_channel_layer
+
+    import bridge
 
     with override_settings(CHANNEL_LAYERS=redis_layers(redis_server.url)):
         await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])

@@ -325,3 +325,123 @@ async def test_channel_name_handed_out_receives_layer_messages(mosquitto, run_br
         await wait_until(lambda: not server.instances, what="instance stopped by a layer handler")
     assert said.payload == b"via layer"
     assert (0, "stopped-by-layer", None, None) in apps.EVENTS
+
+
+async def test_failing_connect_dead_letters_instead_of_restarting_in_a_loop(mosquitto, run_bridge):
+    server = await run_bridge(
+        bridge_config(mosquitto.url),
+        routes=[topic("fc/{device_id}", apps.FailingConnect.as_asgi())],
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        for i in range(3):
+            device.publish("fc/1", f"m{i}", qos=1)
+        records = [json.loads((await next_message(device)).payload) for _ in range(3)]
+        await asyncio.sleep(0.3)
+    assert sorted(r["payload"] for r in records) == ["m0", "m1", "m2"]
+    assert all("instance failed (RuntimeError: cannot start)" in r["error"] for r in records)
+    assert apps._counter["failing_connects"] <= 3  # one attempt per message at most, no loop
+    assert server.stats["instance_errors"] == apps._counter["failing_connects"]
+
+
+async def test_unsubscribing_a_routes_filter_keeps_the_route(mosquitto, run_bridge):
+    server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.publish("sensors/u1/data", b"first", qos=1)
+        await wait_until(lambda: _msgs(), what="instance")
+        inst = next(iter(server.instances.values()))
+        server.handle_send(
+            inst, {"type": "mqtt.sub", "mqtt": {"topic": "sensors/+/data", "qos": 0}}
+        )
+        server.handle_send(inst, {"type": "mqtt.usub", "mqtt": {"topic": "sensors/+/data"}})
+        assert server.client.subscriptions["sensors/+/data"] == 1
+        device.publish("sensors/u1/data", b"second", qos=1)
+        await wait_until(lambda: len(_msgs()) == 2, what="message after the unsubscribe")
+
+
+async def test_master_crash_records_queued_messages_and_restarts(mosquitto, run_bridge):
+    server = await run_bridge(
+        bridge_config(mosquitto.url, protocol="3.1.1"), application=apps.CrashingMaster.as_asgi()
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        await wait_until(lambda: "master/in" in server.client.subscriptions, what="master sub")
+        await asyncio.sleep(0.2)
+        for payload in (b"boom", b"a", b"b"):
+            device.publish("master/in", payload, qos=1)
+        records = [json.loads((await next_message(device)).payload) for _ in range(3)]
+        assert [r["payload"] for r in records] == ["boom", "a", "b"]
+        assert records[0]["error"] == "RuntimeError: master crashed"
+        assert records[1]["error"] == "not handled: the application instance ended"
+        await wait_until(lambda: ("app", 0) in server.instances, what="master restarted")
+        await wait_until(lambda: "master/in" in server.client.subscriptions, what="resubscribed")
+        await asyncio.sleep(0.2)
+        device.publish("master/in", b"after", qos=1)
+        await wait_until(lambda: apps.EVENTS, what="restarted master handles messages")
+
+
+async def test_layer_handler_error_does_not_dead_letter_the_mqtt_message(mosquitto, run_bridge):
+    from channels.layers import get_channel_layer
+
+    server = await run_bridge(
+        bridge_config(mosquitto.url), routes=[topic("lb/{device_id}", apps.LayerBoom.as_asgi())]
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/channel", qos=1)
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("lb/1", b"slow", qos=1)
+        channel = (await next_message(device)).payload.decode()
+        await asyncio.sleep(0.05)  # the slow message is being handled now
+        await get_channel_layer().send(channel, {"type": "boom"})
+        await wait_until(lambda: server.stats["instance_errors"] == 1, what="layer failure")
+        with pytest.raises(AssertionError):
+            await next_message(device, timeout=0.5)  # no dead letter
+    assert apps.EVENTS == [(0, "handled", "lb/1", b"slow")]
+
+
+async def test_stop_consumer_from_a_layer_handler_is_a_clean_end(mosquitto, run_bridge):
+    from channels.layers import get_channel_layer
+
+    server = await run_bridge(
+        bridge_config(mosquitto.url),
+        routes=[topic("cn/{device_id}", apps.ChannelNameConsumer.as_asgi())],
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("cn/1", b"start", qos=1)
+        channel = (await next_message(device)).payload.decode()
+        await get_channel_layer().send(channel, {"type": "stop"})
+        await wait_until(lambda: not server.instances, what="instance ended")
+    assert server.stats["instance_errors"] == 0
+
+
+async def test_sync_consumer_can_hand_out_its_channel_name(mosquitto, run_bridge):
+    from channels.layers import get_channel_layer
+
+    await run_bridge(
+        bridge_config(mosquitto.url),
+        routes=[topic("sc/{device_id}", apps.SyncChannelName.as_asgi())],
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sc/1", b"start", qos=1)
+        channel = (await next_message(device)).payload.decode()
+        await get_channel_layer().send(channel, {"type": "say", "text": "sync"})
+        said = await next_message(device)
+    assert said.payload == b"sync"
+
+
+async def test_publish_property_of_the_wrong_type_is_an_invalid_event(mosquitto, run_bridge):
+    from bridge.events import InvalidEvent
+
+    server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.publish("sensors/p/data", b"x", qos=1)
+        await wait_until(lambda: server.instances, what="instance")
+    inst = next(iter(server.instances.values()))
+    event = {
+        "type": "mqtt.pub",
+        "mqtt": {"topic": "a/b", "payload": b"x", "properties": {"message_expiry_interval": -1}},
+    }
+    with pytest.raises(InvalidEvent, match="bad MQTT 5 property value"):
+        server.handle_send(inst, event)
