@@ -156,7 +156,7 @@ class MqttClient:
                 logger.warning("TLS certificate verification is DISABLED (broker.tls.insecure)")
         if cfg.username is not None:
             client.username_pw_set(cfg.username, cfg.password)
-        client.max_inflight_messages_set(65535)
+        client.max_inflight_messages_set(0)  # set from the broker's Receive Maximum on connect
         client.max_queued_messages_set(0)
         client.on_message = self._handle_message
         client.on_connect = self._handle_connect
@@ -399,6 +399,12 @@ class MqttClient:
             self._connack.set_result(reason)
         if reason.is_failure:
             return
+        # Honour the broker's Receive Maximum (MQTT 5 3.2.2.3.3): exceeding it is a protocol
+        # error. Otherwise 0 = unlimited; paho rescans every in-flight message on each PUBACK
+        # when a limit is set, which made a 10,000-message backlog take seconds to drain.
+        # paho's setter refuses a connected client, and the value is only known now (CONNACK).
+        receive_maximum = getattr(props, "ReceiveMaximum", 0) if props is not None else 0
+        self._client._max_inflight_messages = receive_maximum if 0 < receive_maximum < 65535 else 0
         session_present = bool(getattr(flags, "session_present", False))
         logger.info(
             "connected to %s as %r (session present: %s)",
