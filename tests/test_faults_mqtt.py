@@ -356,3 +356,54 @@ async def test_stalled_link_is_dropped_within_two_keepalives_and_the_bridge_reco
     assert proxy.accepted >= 2
     await _publish_and_see_it_handled(mosquitto, b"after")
     assert _handled() == [b"before", b"after"]
+
+
+# -- scale-out: bridges sharing routes through $share subscriptions -------------------------------
+
+
+async def test_shared_group_bridges_split_the_load_and_survive_a_member_kill(
+    mosquitto, tmp_path, monkeypatch, bridge_processes
+):
+    def start_bridge(name: str) -> tuple[BridgeProcess, Path]:
+        record = tmp_path / f"{name}.txt"
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(
+            f"broker:\n  url: {mosquitto.url}\n  protocol: '5'\n  client_id: scale-{name}\n"
+            f"  shared_group: fleet\n  keepalive: {KEEPALIVE}\n"
+            "routes:\n  - topic: durable/{device_id}\n    consumer: tests.apps:DurableRecorder\n"
+        )
+        monkeypatch.setenv(apps.RECORD_ENV, str(record))  # read when the process starts
+        process = BridgeProcess("--config", str(config))
+        bridge_processes.append(process)
+        return process, record
+
+    (first, first_record), (second, second_record) = start_bridge("a"), start_bridge("b")
+    for process in (first, second):
+        await asyncio.to_thread(process.wait_for, "bridge ready")
+
+    def payloads(path: Path) -> list[str]:
+        return [p for _, p, _ in _records(path)]
+
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        for i in range(100):
+            device.publish(f"durable/d{i % 10}", f"m{i:03d}", qos=1)
+        await wait_until(
+            lambda: len(payloads(first_record)) + len(payloads(second_record)) >= 100,
+            timeout=20,
+            what="the first 100 handled",
+        )
+        both = payloads(first_record) + payloads(second_record)
+        assert sorted(both) == [f"m{i:03d}" for i in range(100)], "each handled exactly once"
+        assert payloads(first_record) and payloads(second_record), "one bridge got everything"
+
+        first.proc.kill()
+        assert first.proc.wait(10) == -9
+        for i in range(100, 200):
+            device.publish(f"durable/d{i % 10}", f"m{i:03d}", qos=1)
+        after_kill = {f"m{i:03d}" for i in range(100, 200)}
+        await wait_until(
+            lambda: after_kill <= set(payloads(second_record)),
+            timeout=20,
+            what="the survivor to handle everything published after the kill",
+        )
+    assert "Traceback" not in "".join(second.lines)
