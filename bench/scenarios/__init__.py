@@ -1,0 +1,22 @@
+"""The five measurements and the profile: each a function of a ``Context`` returning rows.
+
+One Mosquitto serves the whole run; the scenarios run one after another, never side by side.
+"""
+
+from bench.scenarios.context import Context, Sizes
+from bench.scenarios.layer import layer
+from bench.scenarios.memory import memory
+from bench.scenarios.profiling import profile
+from bench.scenarios.roundtrip import roundtrip
+from bench.scenarios.throughput import qos1, throughput
+
+__all__ = ["SCENARIOS", "Context", "Sizes"]
+
+SCENARIOS = {
+    "throughput": throughput,
+    "qos1": qos1,
+    "roundtrip": roundtrip,
+    "memory": memory,
+    "layer": layer,
+    "profile": profile,
+}
