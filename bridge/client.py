@@ -75,6 +75,18 @@ class _BufferedClient(paho.Client):
         self._rpos = end
         return buf[pos:end]
 
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        # paho walks its per-filter callback matcher (message_callback_add) for every message;
+        # the bridge registers none and routes itself. Calling on_message directly is +24%
+        # QoS 0 throughput (docs/benchmarks.md).
+        on_message = self._on_message
+        if on_message is None:
+            return
+        try:
+            on_message(self, self._userdata, message)
+        except Exception:
+            logger.exception("error handling a message on %r", message._topic)
+
     def buffered(self) -> bool:
         return self._rpos < len(self._rbuf)
 
@@ -267,6 +279,11 @@ class MqttClient:
             self._loop.call_soon_threadsafe(fn)
 
     def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            # Small packets (PUBACKs, replies) must not wait for Nagle: a consumer's reply to a
+            # device took 1.2 ms at p50 with it, 0.4 ms without.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def register() -> None:
             assert self._loop is not None
             self._sock = sock

@@ -111,9 +111,8 @@ class TopicPattern:
     def match(self, topic: str) -> dict[str, str] | None:
         """The named parameters if ``topic`` matches this pattern, else ``None``."""
         m = self.regex.fullmatch(topic)
-        if m is None:
-            return None
-        return {k: v if v is not None else "" for k, v in m.groupdict().items()}
+        # An absent {rest:path} (topic "a" for pattern "a/{rest:path}") is "".
+        return None if m is None else m.groupdict("")
 
 
 def compile_pattern(pattern: str) -> TopicPattern:
