@@ -649,9 +649,14 @@ class Server:
         channel = self.config.channel_layer.publish_channel
         delay = 0.1
         logger.info("accepting publish requests on channel %r (%s)", channel, type(layer).__name__)
+        # Backlogs come in batches where the layer can (bridge.layers.RedisChannelLayer).
+        receive_many = getattr(layer, "receive_many", None)
         while True:
             try:
-                message = await layer.receive(channel)
+                if receive_many is not None:
+                    messages = await receive_many(channel)
+                else:
+                    messages = [await layer.receive(channel)]
                 delay = 0.1
             except asyncio.CancelledError:
                 raise
@@ -666,7 +671,8 @@ class Server:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            self._handle_layer_publish(layer, message)
+            for message in messages:
+                self._handle_layer_publish(layer, message)
 
     def _handle_layer_publish(self, layer: Any, message: dict[str, Any]) -> None:
         assert self.client is not None

@@ -15,9 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def redis_layers(url: str) -> dict:
-    return {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
-    }
+    return {"default": {"BACKEND": "bridge.layers.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
 
 
 async def test_publish_from_a_second_process_over_redis(
@@ -81,3 +79,28 @@ async def test_confirm_times_out_with_a_clear_error_when_no_bridge_listens(redis
         ),
     ):
         await bridge.apublish("nobody/home", b"x", confirm=True, timeout=0.5)
+
+
+async def test_redis_layer_send_refuses_past_capacity_and_receive_many_drains_in_order(
+    redis_server,
+):
+    from channels.exceptions import ChannelFull
+
+    from bridge.layers import RedisChannelLayer
+
+    layer = RedisChannelLayer(hosts=[redis_server.url], capacity=3)
+    for i in range(3):
+        await layer.send("mqtt.publish", {"type": "mqtt.publish", "n": i})
+    try:
+        await layer.send("mqtt.publish", {"type": "mqtt.publish", "n": 3})
+    except ChannelFull:
+        pass
+    else:
+        raise AssertionError("the 4th send into a channel of capacity 3 was accepted")
+    assert [m["n"] for m in await layer.receive_many("mqtt.publish")] == [0, 1, 2]
+    await layer.send("mqtt.publish", {"type": "mqtt.publish", "n": 4})
+    assert [m["n"] for m in await layer.receive_many("mqtt.publish")] == [4]
+    # A stock receive() sees what the one-round-trip send wrote.
+    await layer.send("mqtt.publish", {"type": "mqtt.publish", "n": 5})
+    assert (await layer.receive("mqtt.publish"))["n"] == 5
+    await layer.flush()
