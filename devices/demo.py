@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -25,11 +26,16 @@ async def run_demo_devices(host: str, port: int, count: int = 3, interval: float
     """Run until cancelled."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="mqttbridge-demo-devices")
     ids = [f"t{i + 1}" for i in range(count)]
+    # Readings start once the command subscriptions are acknowledged, so no command is missed.
+    subscribed = threading.Event()
 
     def on_connect(c: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        c.subscribe([(f"devices/{device_id}/commands", 1) for device_id in ids])
         for device_id in ids:
-            c.subscribe(f"devices/{device_id}/commands", 1)
             c.publish(f"devices/{device_id}/status", "online", qos=1, retain=True)
+
+    def on_subscribe(c: paho.Client, userdata: Any, mid: int, codes: Any, props: Any) -> None:
+        subscribed.set()
 
     def on_message(c: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         device_id = msg.topic.split("/")[1]
@@ -38,13 +44,12 @@ async def run_demo_devices(host: str, port: int, count: int = 3, interval: float
         )
 
     client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
     client.on_message = on_message
-    for device_id in ids:
-        client.will_set(f"devices/{device_id}/status", "offline", qos=1, retain=True)
-        break  # one will per connection: the demo devices share one connection
     client.connect(host, port)
     client.loop_start()
     try:
+        await asyncio.to_thread(subscribed.wait, 10)
         tick = 0
         while True:
             for index, device_id in enumerate(ids):
