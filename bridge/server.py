@@ -85,6 +85,7 @@ class Server:
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._confirmations: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -176,9 +177,11 @@ class Server:
         client = self.client
         if client is not None:
             client.stop_reading()  # stop intake first: nothing new starts
-        for task in self._tasks:
+        # Stop intake and timers; confirmations still owed to callers are answered below.
+        background = [t for t in self._tasks if t not in self._confirmations]
+        for task in background:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         instances = list(self._live)
         for inst in instances:
             self._close_instance(inst, "shutdown")
@@ -200,15 +203,18 @@ class Server:
                     task.cancel()
                 await asyncio.wait(pending, timeout=1.0)
         if client is not None:
-            await client.stop()
+            await client.stop()  # fails what is still unacknowledged: callers get "failed"
+        if self._confirmations:
+            await asyncio.wait(self._confirmations, timeout=2.0)
         if self.embedded is not None:
             await self.embedded.stop()
         logger.info("bridge stopped")
 
-    def _spawn_task(self, coro: Any, name: str) -> None:
+    def _spawn_task(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # -- connection events --------------------------------------------------------------------
 
@@ -360,8 +366,11 @@ class Server:
     def queue_drained(self, inst: Instance) -> None:
         if len(inst.items) <= self.limits.queue_size // 2:
             self.paused_by.discard(inst)
-            if not self.paused_by and self.client is not None and not self._stopping:
-                self.client.resume_reading()
+            self._maybe_resume_reading()
+
+    def _maybe_resume_reading(self) -> None:
+        if not self.paused_by and self.client is not None and not self._stopping:
+            self.client.resume_reading()
 
     # -- instances ----------------------------------------------------------------------------
 
@@ -440,7 +449,9 @@ class Server:
 
     def _instance_ended(self, inst: Instance, error: Exception | None, cancelled: bool) -> None:
         self._live.discard(inst)
-        self.paused_by.discard(inst)
+        if inst in self.paused_by:
+            self.paused_by.discard(inst)
+            self._maybe_resume_reading()
         if self.instances.get(inst.key) is inst:
             del self.instances[inst.key]
         for topic_filter in list(inst.subscriptions):
@@ -454,7 +465,7 @@ class Server:
             # acknowledged; the broker redelivers it to a persistent session.
             inst.current = None
         elif error is not None:
-            self._instance_crashed(inst, error, current if handling_message else None)
+            self._instance_crashed(inst, error, current)
         if not cancelled:
             # A poison message is dead-lettered above and acknowledged here: once, not forever.
             inst.finish_current()
@@ -497,15 +508,18 @@ class Server:
     ) -> None:
         self.stats["instance_errors"] += 1
         from_layer = getattr(exc, "mqttbridge_layer_event", False)
-        event = current[0] if current is not None and not from_layer else None
-        topic = event["mqtt"]["topic"] if event is not None else None
-        where = (
-            f"a message on {topic!r}"
-            if topic
-            else "a channel-layer event"
-            if from_layer
-            else "start-up (mqtt.connect)"
+        kind = current[0]["type"] if current is not None else "mqtt.connect"
+        event = (
+            current[0] if current is not None and kind == "mqtt.msg" and not from_layer else None
         )
+        topic = event["mqtt"]["topic"] if event is not None else None
+        if topic is not None:
+            where = f"a message on {topic!r}"
+        elif from_layer:
+            where = "a channel-layer event"
+        else:
+            where = "start-up (mqtt.connect)" if kind == "mqtt.connect" else f"{kind!r}"
+
         logger.error(
             "Exception inside application %s (instance %r) while handling %s",
             inst.label,
@@ -525,6 +539,8 @@ class Server:
         if matched is None:
             return False
         route, kwargs = matched
+        if (route.pattern.pattern, *kwargs.values()) != old.key:
+            return False  # it came through the old instance's own mqtt.sub, not its route
         self._routed_instance(route, kwargs, event["mqtt"]["topic"]).put(event, token)
         return True
 
@@ -694,7 +710,9 @@ class Server:
             return
         self.stats["layer_publishes"] += 1
         if reply and future is not None:
-            self._spawn_task(self._confirm(layer, reply, future), "confirm")
+            task = self._spawn_task(self._confirm(layer, reply, future), "confirm")
+            self._confirmations.add(task)
+            task.add_done_callback(self._confirmations.discard)
 
     async def _confirm(self, layer: Any, reply: str, future: asyncio.Future[None]) -> None:
         result: dict[str, Any] = {"type": "mqtt.publish.result", "ok": True}

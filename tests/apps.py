@@ -15,7 +15,7 @@ from consumers import JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
 # What every instance saw, in order: (instance number, event type, topic, payload).
 EVENTS: list[tuple[int, str, str | None, bytes | None]] = []
 ERRORS: list[str] = []
-_counter = defaultdict(int)
+_counter: defaultdict[str, int] = defaultdict(int)
 
 
 def reset() -> None:
@@ -174,3 +174,12 @@ class CrashingMaster(MqttasgiConsumer):
             await asyncio.sleep(0.2)  # let more messages queue behind this one
             raise RuntimeError("master crashed")
         EVENTS.append((0, "master", mqtt_message["topic"], mqtt_message["payload"]))
+
+
+class SlowCrashingConsumer(SlowConsumer):
+    """A slow consumer that raises on b"crash" (while the bridge is holding reads back)."""
+
+    async def receive(self, message: dict[str, Any]) -> None:
+        if message["payload"] == b"crash":
+            raise RuntimeError("crashed while behind")
+        await super().receive(message)

@@ -87,3 +87,35 @@ async def test_slow_consumer_gets_backpressure_not_unbounded_queues(mosquitto, r
     assert server.stats["backpressure"] >= 1
     assert server.client.stats["reading_paused"] >= 1
     assert peak <= 11, f"instance queue reached {peak} with queue_size 10"
+
+
+async def test_reads_resume_when_the_instance_that_paused_them_crashes(mosquitto, run_bridge):
+    config = bridge_config(mosquitto.url, "limits:\n  queue_size: 10\n")
+    server = await run_bridge(
+        config, routes=[topic("slow/{device_id}", apps.SlowCrashingConsumer.as_asgi())]
+    )
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        for i in range(60):
+            device.client.publish("slow/s1", b"crash" if i == 30 else str(i), qos=0)
+        await wait_until(lambda: len(apps.EVENTS) == 59, timeout=20, what="the other 59 handled")
+    assert server.stats["backpressure"] >= 1 and server.stats["instance_errors"] == 1
+    assert not server.paused_by
+
+
+async def test_confirm_pending_at_shutdown_fails_fast_instead_of_timing_out(mosquitto, run_bridge):
+    import pytest
+
+    import bridge
+
+    server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    mosquitto.pause()  # the PUBACK will not come
+    try:
+        request = asyncio.ensure_future(bridge.apublish("x/y", b"z", confirm=True, timeout=30))
+        await wait_until(lambda: server.client.stats["published"] >= 1, what="publish sent")
+        started = time.monotonic()
+        await server.shutdown()
+        with pytest.raises(bridge.PublishError, match="shutting down"):
+            await asyncio.wait_for(request, 5)
+        assert time.monotonic() - started < 5
+    finally:
+        mosquitto.resume()
