@@ -38,6 +38,12 @@ class Sizes:
     profile: int = 100_000
     repeat: int = 3
     extras: bool = True  # the MQTT 5 rows and the diagnostics
+    # Not in the default run (``python -m bench soak scaleout``).
+    soak: int = 100_000
+    soak_rate: int = 1_000
+    soak_bridge_kills: int = 5
+    soak_broker_restarts: int = 5
+    scaleout: int = 100_000
 
     @classmethod
     def quick(cls) -> Sizes:
@@ -45,6 +51,7 @@ class Sizes:
             throughput=10_000, mqttasgi=200, mqttasgi_seconds=10.0, app_under_bridge=5_000,
             roundtrip=1_000, roundtrip_warmup=100, instances=1_000, layer=1_000,
             profile=20_000, repeat=1, extras=False,
+            soak=10_000, soak_bridge_kills=2, soak_broker_restarts=2, scaleout=20_000,
         )  # fmt: skip
 
 
