@@ -103,8 +103,6 @@ async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> No
             server.request_stop()
 
     counter.on_done = lambda: finish(True)
-    if args.nodelay:
-        _patch_nodelay()
     serving = asyncio.get_running_loop().create_task(server.serve())
     ready = asyncio.get_running_loop().create_task(server.ready.wait())
     await asyncio.wait([serving, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
@@ -126,21 +124,6 @@ async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> No
     watchdog.cancel()
     if stop_requested[0]:
         emit("stopped", shutdown_seconds=time.perf_counter() - stop_requested[0])
-
-
-def _patch_nodelay() -> None:
-    """Diagnostic only: what the round trip would be if the bridge disabled Nagle."""
-    import socket
-
-    from bridge import client as client_module
-
-    original = client_module.MqttClient._socket_open
-
-    def socket_open(self: Any, client: Any, userdata: Any, sock: Any) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        original(self, client, userdata, sock)
-
-    client_module.MqttClient._socket_open = socket_open  # type: ignore[method-assign]
 
 
 async def _subscribed(server: Any, topic_filter: str, timeout: float = 10.0) -> None:
@@ -194,9 +177,6 @@ def main() -> None:
         "--idle", type=float, default=3.0, help="give up after this long without a message"
     )
     parser.add_argument("--exit-when-done", action="store_true")
-    parser.add_argument(
-        "--nodelay", action="store_true", help="diagnostic: TCP_NODELAY on the bridge's socket"
-    )
     parser.add_argument(
         "--intake-tasks",
         type=int,

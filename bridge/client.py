@@ -430,6 +430,7 @@ class MqttClient:
             session_present,
         )
         self._connected.set()
+        self.stats["connects"] += 1
         # Re-subscribe everything, whether or not the broker kept our session: a broker that
         # lost its state (restart without persistence) would otherwise silently stop sending.
         if self._subscriptions:

@@ -51,7 +51,7 @@ _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
 _TLS_SCHEMES = ("mqtts", "wss")
 # Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
 _MEMORY_BACKEND = "bridge.layers.InMemoryChannelLayer"
-_REDIS_BACKEND = "bridge.layers.RedisChannelLayer"
+_REDIS_BACKEND = "bridge.redis_layer.RedisChannelLayer"
 # channels.layers.BaseChannelLayer.channel_name_regex, minus the "!" of process-local names,
 # which only a receiving layer may hand out.
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,99}")

@@ -665,7 +665,7 @@ class Server:
         channel = self.config.channel_layer.publish_channel
         delay = 0.1
         logger.info("accepting publish requests on channel %r (%s)", channel, type(layer).__name__)
-        # Backlogs come in batches where the layer can (bridge.layers.RedisChannelLayer).
+        # Backlogs come in batches where the layer can (bridge.redis_layer.RedisChannelLayer).
         receive_many = getattr(layer, "receive_many", None)
         while True:
             try:

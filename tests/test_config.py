@@ -889,7 +889,7 @@ def test_memory_layer_settings() -> None:
 def test_redis_layer_settings(url: str) -> None:
     layer = load(f"channel_layer:\n  url: '{url}'\n  group_expiry: 600\n").channel_layer
     assert layer.channels_settings() == {
-        "BACKEND": "bridge.layers.RedisChannelLayer",
+        "BACKEND": "bridge.redis_layer.RedisChannelLayer",
         "CONFIG": {"hosts": [url], "group_expiry": 600},
     }
 

@@ -14,7 +14,9 @@ from tests.services import PahoClient
 
 
 def redis_layers(url: str) -> dict:
-    return {"default": {"BACKEND": "bridge.layers.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+    return {
+        "default": {"BACKEND": "bridge.redis_layer.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+    }
 
 
 async def test_redis_outage_mqtt_keeps_flowing_then_layer_and_groups_recover(

@@ -407,3 +407,44 @@ async def test_shared_group_bridges_split_the_load_and_survive_a_member_kill(
             what="the survivor to handle everything published after the kill",
         )
     assert "Traceback" not in "".join(second.lines)
+
+
+# -- what survives a reconnect, and what is never redelivered -------------------------------------
+
+
+async def test_instances_and_dynamic_subscriptions_survive_a_broker_restart(mosquitto, run_bridge):
+    server = await run_bridge(
+        fault_config(mosquitto.url),
+        routes=[recording_route()],
+        application=apps.MqttasgiEcho.as_asgi(),
+    )
+    await wait_until(lambda: "legacy/in/#" in server.client.subscriptions, what="master sub")
+    await _publish_and_see_it_handled(mosquitto, b"before")
+    instance = server.instances[("sensors/{device_id}/data", "f1")]
+    mosquitto.stop()
+    mosquitto.start()
+    await wait_until(lambda: server.client.stats["connects"] == 2, what="a reconnect")
+    await asyncio.wait_for(server.ready.wait(), 10)  # and re-subscribed
+    await _publish_and_see_it_handled(mosquitto, b"after")
+    assert server.instances[("sensors/{device_id}/data", "f1")] is instance, "instance replaced"
+    assert [kind for _, kind, _, _ in apps.EVENTS].count("connect") == 1
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("legacy/out", qos=1)
+        device.publish("legacy/in/x", b"dynamic", qos=1)  # the master's own mqtt.sub
+        assert (await next_message(device)).payload == b"DYNAMIC"
+
+
+async def test_a_poison_message_is_not_redelivered_to_a_persistent_session(mosquitto, run_bridge):
+    extra = "  client_id: poison-session\n  clean_start: false\n  session_expiry: 3600\n"
+    first = await run_bridge(fault_config(mosquitto.url, extra), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("sensors/p/data", b"boom", qos=1)
+        await next_message(device)  # dead-lettered, and so acknowledged
+        await first.shutdown()
+        await run_bridge(fault_config(mosquitto.url, extra), routes=[recording_route()])
+        device.publish("sensors/p/data", b"next", qos=1)
+        await wait_until(lambda: b"next" in _handled(), what="the next message")
+        with pytest.raises(AssertionError):
+            await next_message(device, timeout=0.5)  # no second dead letter
+    assert _handled().count(b"boom") == 1

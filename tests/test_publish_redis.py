@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def redis_layers(url: str) -> dict:
-    return {"default": {"BACKEND": "bridge.layers.RedisChannelLayer", "CONFIG": {"hosts": [url]}}}
+    return {
+        "default": {"BACKEND": "bridge.redis_layer.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+    }
 
 
 async def test_publish_from_a_second_process_over_redis(
@@ -86,7 +88,7 @@ async def test_redis_layer_send_refuses_past_capacity_and_receive_many_drains_in
 ):
     from channels.exceptions import ChannelFull
 
-    from bridge.layers import RedisChannelLayer
+    from bridge.redis_layer import RedisChannelLayer
 
     layer = RedisChannelLayer(hosts=[redis_server.url], capacity=3)
     for i in range(3):

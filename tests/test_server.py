@@ -445,3 +445,24 @@ async def test_publish_property_of_the_wrong_type_is_an_invalid_event(mosquitto,
     }
     with pytest.raises(InvalidEvent, match="bad MQTT 5 property value"):
         server.handle_send(inst, event)
+
+
+async def test_mqttasgi_master_spawns_and_kills_workers(mosquitto, run_bridge):
+    """mqttasgi's own example consumer, unchanged: its master spawns a worker on 'spawn' and
+    kills it on 'kill' (mqttasgi.worker.spawn / mqttasgi.worker.kill)."""
+    from mqttasgi.consumers import TestMqttConsumer
+
+    server = await run_bridge(
+        bridge_config(mosquitto.url, protocol="3.1.1"), application=TestMqttConsumer.as_asgi()
+    )
+    await wait_until(lambda: "spawn" in server.client.subscriptions, what="master subscribed")
+    await asyncio.sleep(0.2)  # SUBACK
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.publish("spawn", b"w1", qos=1)
+        await wait_until(lambda: ("app", "w1") in server.instances, what="worker spawned")
+        worker = server.instances[("app", "w1")]
+        assert worker.scope["instance_type"] == "worker" and worker.scope["test"] == "test"
+        await wait_until(lambda: "workers" in server.client.subscriptions, what="worker subscribed")
+        device.publish("kill", b"w1", qos=1)
+        await wait_until(lambda: ("app", "w1") not in server.instances, what="worker killed")
+    assert ("app", 0) in server.instances

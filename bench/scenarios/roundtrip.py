@@ -8,9 +8,9 @@ from bench.report import Row
 from bench.scenarios.context import Context, log
 
 
-def _round_trip(ctx: Context, qos: int, label: str, *, nodelay: bool = False) -> dict[str, Any]:
+def _round_trip(ctx: Context, qos: int, label: str) -> dict[str, Any]:
     s = ctx.sizes
-    bridge_args = ["--mode", "pong", "--qos", str(qos)] + (["--nodelay"] if nodelay else [])
+    bridge_args = ["--mode", "pong", "--qos", str(qos)]
     with ctx.child("bridge-pong", "bench.bridge_runner", bridge_args) as bridge:
         bridge.expect("ready", timeout=30)
         args = [
@@ -27,7 +27,6 @@ def _round_trip(ctx: Context, qos: int, label: str, *, nodelay: bool = False) ->
 
 
 def roundtrip(ctx: Context) -> list[Row]:
-    s = ctx.sizes
     runs: dict[str, Any] = {}
     rows = []
     for qos in (0, 1):
@@ -45,15 +44,5 @@ def roundtrip(ctx: Context) -> list[Row]:
             ),
             Row("3 round trip", f"QoS {qos} max", r["max_ms"], "ms"),
         ]
-    if s.extras:
-        # Diagnostic, not the product: what TCP_NODELAY on the bridge's socket would change.
-        for qos in (0, 1):
-            r = runs[f"qos{qos}_nodelay"] = _round_trip(
-                ctx, qos, f"round trip QoS {qos}, NODELAY patch", nodelay=True
-            )
-            note = f"diagnostic: bridge patched with TCP_NODELAY (p50 {r['p50_ms']:.2f} ms)"
-            rows.append(
-                Row("3 round trip", f"QoS {qos} p99, NODELAY patch", r["p99_ms"], "ms", note=note)
-            )
     ctx.data["roundtrip"] = runs
     return rows
