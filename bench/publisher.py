@@ -53,6 +53,26 @@ def encode_publish(topic: bytes, payload: bytes, qos: int, mid: int, v5: bool) -
     return _packet(0x30 | (qos << 1), body + payload)
 
 
+def take_packet(buf: bytes) -> tuple[tuple[int, bytes] | None, bytes]:
+    """Split one whole MQTT packet, ``(type, body)``, off the front of ``buf``; ``None`` and
+    ``buf`` unchanged when it is not all there yet."""
+    if len(buf) < 2:
+        return None, buf
+    length, shift, pos = 0, 0, 1
+    while True:
+        if pos >= len(buf):
+            return None, buf
+        byte = buf[pos]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        pos += 1
+        if not byte & 0x80:
+            break
+    if len(buf) < pos + length:
+        return None, buf
+    return (buf[0] & 0xF0, buf[pos : pos + length]), buf[pos + length :]
+
+
 class RawConnection:
     """Just enough MQTT (3.1.1 or 5) on a blocking socket to publish and count PUBACKs."""
 
@@ -83,23 +103,8 @@ class RawConnection:
             self.buf += chunk
 
     def _parse(self) -> tuple[int, bytes] | None:
-        buf = self.buf
-        if len(buf) < 2:
-            return None
-        length, shift, pos = 0, 0, 1
-        while True:
-            if pos >= len(buf):
-                return None
-            byte = buf[pos]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            pos += 1
-            if not byte & 0x80:
-                break
-        if len(buf) < pos + length:
-            return None
-        self.buf = buf[pos + length :]
-        return buf[0] & 0xF0, buf[pos : pos + length]
+        parsed, self.buf = take_packet(self.buf)
+        return parsed
 
     def read_pubacks(self, block: bool) -> int:
         """Count the PUBACKs that have arrived (waiting for at least one if ``block``)."""

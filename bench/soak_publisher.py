@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from bench.common import emit
-from bench.publisher import _packet, _string
+from bench.publisher import _packet, _string, take_packet
 
 CLIENT_ID = "bench-soak-publisher"
 
@@ -97,23 +97,8 @@ class Session:
         return parsed
 
     def _parse(self) -> tuple[int, bytes] | None:
-        buf = self.buf
-        if len(buf) < 2:
-            return None
-        length, shift, pos = 0, 0, 1
-        while True:
-            if pos >= len(buf):
-                return None
-            byte = buf[pos]
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            pos += 1
-            if not byte & 0x80:
-                break
-        if len(buf) < pos + length:
-            return None
-        self.buf = buf[pos + length :]
-        return buf[0] & 0xF0, buf[pos : pos + length]
+        parsed, self.buf = take_packet(self.buf)
+        return parsed
 
     def _send(self, data: bytes) -> None:
         assert self.sock is not None

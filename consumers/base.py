@@ -219,6 +219,16 @@ class _MqttRunner:
                 await self.channel_layer.group_discard(group, self._channel_name)
 
 
+def publish_event(
+    topic: str, payload: bytes | str, qos: int, retain: bool, properties: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The ``mqtt.pub`` event both consumer classes send."""
+    body: dict[str, Any] = {"topic": topic, "payload": payload, "qos": qos, "retain": retain}
+    if properties:
+        body["properties"] = properties
+    return {"type": "mqtt.pub", "mqtt": body}
+
+
 _HANDLER_NAMES: dict[str, str] = {}
 
 
@@ -273,10 +283,7 @@ class MqttConsumer(_MqttRunner, AsyncConsumer):
         retain: bool = False,
         properties: dict[str, Any] | None = None,
     ) -> None:
-        body: dict[str, Any] = {"topic": topic, "payload": payload, "qos": qos, "retain": retain}
-        if properties:
-            body["properties"] = properties
-        await self.send({"type": "mqtt.pub", "mqtt": body})
+        await self.send(publish_event(topic, payload, qos, retain, properties))
 
     async def subscribe(self, topic: str, qos: int = 1) -> None:
         await self.send({"type": "mqtt.sub", "mqtt": {"topic": topic, "qos": qos}})
@@ -352,10 +359,7 @@ class SyncMqttConsumer(_MqttRunner, SyncConsumer):
         retain: bool = False,
         properties: dict[str, Any] | None = None,
     ) -> None:
-        body: dict[str, Any] = {"topic": topic, "payload": payload, "qos": qos, "retain": retain}
-        if properties:
-            body["properties"] = properties
-        self.send({"type": "mqtt.pub", "mqtt": body})
+        self.send(publish_event(topic, payload, qos, retain, properties))
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
         self.send({"type": "mqtt.sub", "mqtt": {"topic": topic, "qos": qos}})
