@@ -13,10 +13,8 @@ event to that instance's deque. See bridge/instances.py for the hand-off and ack
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
-import json
 import logging
 import signal
 import socket
@@ -26,14 +24,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.matcher import MQTTMatcher
 
 from . import properties as props_
-from .client import MqttClient, OutboundQueueFull, PublishFailed
+from .client import MqttClient, OutboundQueueFull
 from .config import Config
+from .deadletter import dead_letter_record
 from .events import InvalidEvent, validate_publish, validate_subscribe
 from .instances import AckTracker, Instance
+from .intake import PublishIntake
 from .routing import Route, TopicRouter, find_topic_router
+from .subscriptions import DynamicSubscriptions
 from .topics import shared_filter
 from .typing import ASGI_SPEC_VERSION
 
@@ -77,17 +77,20 @@ class Server:
         self._live: set[Instance] = set()
         self.paused_by: set[Instance] = set()
         # Dynamic (mqtt.sub) subscriptions: match filter -> instances; subscribe filter per match.
-        self._dynamic: dict[str, set[Instance]] = {}
-        self._dynamic_matcher = MQTTMatcher()
-        self._route_filters: dict[str, int] = {}
+        self.dynamic = DynamicSubscriptions()
         self._v5 = config.broker.protocol == "5"
         self._max_payload = config.limits.max_payload_bytes
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._confirmations: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
         self.stats: collections.Counter[str] = collections.Counter()
+        self.intake = PublishIntake(
+            lambda: self.client,
+            config.channel_layer.publish_channel,
+            config.limits.max_payload_bytes,
+            self.stats,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -157,11 +160,11 @@ class Server:
         if self.router is not None:
             for route in self.router.routes:
                 topic_filter = self._subscribe_filter(route.pattern.filter)
-                self._route_filters[topic_filter] = route.qos
+                self.dynamic.route_filters[topic_filter] = route.qos
                 self.client.subscribe(topic_filter, route.qos)
                 logger.info("route %s -> %s (qos %d)", route.pattern.pattern, route.name, route.qos)
         await self.client.start()
-        self._spawn_task(self._serve_channel_layer(), "channel-layer-intake")
+        self._spawn_task(self.intake.run(), "channel-layer-intake")
         self._spawn_task(self._reap_idle(), "idle-reaper")
         if self.master_app is not None:
             self._start_master()
@@ -177,11 +180,10 @@ class Server:
         client = self.client
         if client is not None:
             client.stop_reading()  # stop intake first: nothing new starts
-        # Stop intake and timers; confirmations still owed to callers are answered below.
-        background = [t for t in self._tasks if t not in self._confirmations]
-        for task in background:
+        # Stop intake and timers; replies still owed to confirm=True callers are sent below.
+        for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         instances = list(self._live)
         for inst in instances:
             self._close_instance(inst, "shutdown")
@@ -204,8 +206,7 @@ class Server:
                 await asyncio.wait(pending, timeout=1.0)
         if client is not None:
             await client.stop()  # fails what is still unacknowledged: callers get "failed"
-        if self._confirmations:
-            await asyncio.wait(self._confirmations, timeout=2.0)
+        await self.intake.wait_replies(timeout=2.0)
         if self.embedded is not None:
             await self.embedded.stop()
         logger.info("bridge stopped")
@@ -292,8 +293,8 @@ class Server:
                 if len(routed.items) >= self.limits.queue_size:
                     self._backpressure(routed)
         delivered = routed is not None
-        if self._dynamic:
-            for targets in self._dynamic_matcher.iter_match(topic):
+        if self.dynamic:
+            for targets in self.dynamic.instances_for(topic):
                 for inst in targets:
                     if inst is not routed:
                         inst.put(event, token)
@@ -331,31 +332,18 @@ class Server:
         """Publish a record of a message that could not be handled (docs/guarantees.md)."""
         if self.client is None:
             return
-        record: dict[str, Any] = {
-            "topic": topic,
-            "error": error,
-            "consumer": consumer,
-            "time": time.time(),
-        }
-        if payload is not None:
-            try:
-                record["payload"] = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                record["payload_base64"] = base64.b64encode(payload).decode("ascii")
-        if payload_size is not None:
-            record["payload_size"] = payload_size
-        data = json.dumps(record).encode()
-        if len(data) > self._max_payload and payload is not None:
-            # Keep the record within the limit the broker side expects; say what was left out.
-            record.pop("payload", None)
-            record.pop("payload_base64", None)
-            record["payload_size"] = len(payload)
-            record["payload_omitted"] = True
-            data = json.dumps(record).encode()
+        data = dead_letter_record(
+            topic,
+            payload,
+            error,
+            consumer=consumer,
+            payload_size=payload_size,
+            max_bytes=self._max_payload,
+        )
         try:
             self.client.publish(self.config.dead_letter_topic, data, 1, False)
         except OutboundQueueFull:
-            logger.error("dead-letter record lost, outbound queue full: %s", record)
+            logger.error("dead-letter record lost, outbound queue full: %s", data.decode())
 
     def _backpressure(self, inst: Instance) -> None:
         assert self.client is not None
@@ -573,7 +561,7 @@ class Server:
             client.publish(pub.topic, pub.payload, pub.qos, pub.retain, pub.properties)
         elif kind == "mqtt.sub":
             topic_filter, qos = validate_subscribe(event.get("mqtt"), need_qos=True)
-            self._add_dynamic(inst, topic_filter, qos)
+            self.dynamic.add(client, inst, topic_filter, qos)
         elif kind == "mqtt.usub":
             topic_filter, _ = validate_subscribe(event.get("mqtt"), need_qos=False)
             self._drop_dynamic(inst, topic_filter)
@@ -587,39 +575,8 @@ class Server:
                 "'mqtt.sub' or 'mqtt.usub'"
             )
 
-    def _add_dynamic(self, inst: Instance, topic_filter: str, qos: int) -> None:
-        assert self.client is not None
-        match_filter = (
-            topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
-        )
-        targets = self._dynamic.get(match_filter)
-        if targets is None:
-            targets = self._dynamic[match_filter] = set()
-            self._dynamic_matcher[match_filter] = targets
-        targets.add(inst)
-        inst.subscriptions.add(topic_filter)
-        # Never lower the QoS of a route's subscription to the same filter.
-        self.client.subscribe(topic_filter, max(qos, self._route_filters.get(topic_filter, 0)))
-
     def _drop_dynamic(self, inst: Instance, topic_filter: str) -> None:
-        match_filter = (
-            topic_filter.split("/", 2)[2] if topic_filter.startswith("$share/") else topic_filter
-        )
-        inst.subscriptions.discard(topic_filter)
-        targets = self._dynamic.get(match_filter)
-        if targets is None:
-            return
-        targets.discard(inst)
-        if not targets:
-            del self._dynamic[match_filter]
-            del self._dynamic_matcher[match_filter]
-            route_qos = self._route_filters.get(topic_filter)
-            if self.client is None or self._stopping:
-                return
-            if route_qos is None:
-                self.client.unsubscribe(topic_filter)
-            else:  # a route needs this filter too: keep it, at the route's QoS
-                self.client.subscribe(topic_filter, route_qos)
+        self.dynamic.drop(None if self._stopping else self.client, inst, topic_filter)
 
     def _spawn_worker(self, inst: Instance, command: dict[str, Any]) -> None:
         if inst.app_id != 0:
@@ -652,76 +609,6 @@ class Server:
         worker = self.instances.get(("app", command.get("app_id")))
         if worker is not None:
             self._close_instance(worker, "killed by master")
-
-    # -- publish from anywhere (channel layer) ------------------------------------------------
-
-    async def _serve_channel_layer(self) -> None:
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer()
-        if layer is None:
-            logger.info("no channel layer configured; publish-from-anywhere is off")
-            return
-        channel = self.config.channel_layer.publish_channel
-        delay = 0.1
-        logger.info("accepting publish requests on channel %r (%s)", channel, type(layer).__name__)
-        # Backlogs come in batches where the layer can (bridge.redis_layer.RedisChannelLayer).
-        receive_many = getattr(layer, "receive_many", None)
-        while True:
-            try:
-                if receive_many is not None:
-                    messages = await receive_many(channel)
-                else:
-                    messages = [await layer.receive(channel)]
-                delay = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # Redis gone: keep bridging MQTT and keep trying the layer.
-                logger.warning(
-                    "channel layer receive failed (%s: %s); retrying in %.1f s",
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            for message in messages:
-                self._handle_layer_publish(layer, message)
-
-    def _handle_layer_publish(self, layer: Any, message: dict[str, Any]) -> None:
-        assert self.client is not None
-        reply = message.get("reply_channel")
-        try:
-            pub = validate_publish(message, self._max_payload)
-            future = self.client.publish(
-                pub.topic, pub.payload, pub.qos, pub.retain, pub.properties, confirm=bool(reply)
-            )
-        except (InvalidEvent, OutboundQueueFull) as exc:
-            logger.error("publish request from the channel layer refused: %s", exc)
-            if reply:
-                self._spawn_task(
-                    layer.send(
-                        reply, {"type": "mqtt.publish.result", "ok": False, "error": str(exc)}
-                    ),
-                    "reply",
-                )
-            return
-        self.stats["layer_publishes"] += 1
-        if reply and future is not None:
-            task = self._spawn_task(self._confirm(layer, reply, future), "confirm")
-            self._confirmations.add(task)
-            task.add_done_callback(self._confirmations.discard)
-
-    async def _confirm(self, layer: Any, reply: str, future: asyncio.Future[None]) -> None:
-        result: dict[str, Any] = {"type": "mqtt.publish.result", "ok": True}
-        try:
-            await future
-        except (PublishFailed, ConnectionError, RuntimeError) as exc:
-            result = {"type": "mqtt.publish.result", "ok": False, "error": str(exc)}
-        with contextlib.suppress(Exception):
-            await layer.send(reply, result)
 
 
 def _label(app: Any) -> str:
