@@ -11,23 +11,40 @@ Nothing but standard YAML scalars, mappings and lists is ever constructed: tags 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
-import ipaddress
-import math
 import os
 import re
-import secrets
-import socket
 import ssl
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import yaml
 
+from bridge._config_values import (
+    _TLS_SCHEMES,
+    _check_channel_name,
+    _check_client_id,
+    _check_shared_group,
+    _generate_client_id,
+    _is_loopback,
+    _mask_password,
+    _parse_broker_url,
+    _parse_layer_url,
+    _parse_listen,
+    _protocol,
+    _qos,
+)
+from bridge._yaml_reader import (
+    _boolean,
+    _integer,
+    _line,
+    _NodeReader,
+    _optional_boolean,
+    _seconds,
+    _Section,
+)
 from bridge.topics import compile_pattern, validate_publish_topic
 
 __all__ = [
@@ -45,17 +62,9 @@ __all__ = [
     "parse_config",
 ]
 
-T = TypeVar("T")
-
-_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
-_TLS_SCHEMES = ("mqtts", "wss")
 # Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
 _MEMORY_BACKEND = "bridge.layers.InMemoryChannelLayer"
 _REDIS_BACKEND = "bridge.redis_layer.RedisChannelLayer"
-# channels.layers.BaseChannelLayer.channel_name_regex, minus the "!" of process-local names,
-# which only a receiving layer may hand out.
-_CHANNEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,99}")
-_HOSTNAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 _SESSION_EXPIRY_MAX = 0xFFFFFFFF  # "never expires" (MQTT 5, 3.1.2.11.2)
 _PACKET_MAX = 268_435_455  # largest Remaining Length MQTT can encode (MQTT 5, 1.5.5)
 
@@ -304,228 +313,13 @@ def _consumer_class(path: str) -> type:
     return target
 
 
-# --- values ------------------------------------------------------------------------------------
-
-
-def _parse_broker_url(url: str) -> tuple[str, str, int, str]:
-    """``(scheme, host, port, path)`` of a broker URL, or ``ValueError`` saying what is wrong."""
-    if url == "embedded":
-        return "embedded", "", 0, ""
-    parts = urlsplit(url)
-    if parts.scheme not in _DEFAULT_PORTS or not parts.netloc:
-        raise ValueError(
-            f"expected 'embedded' or an mqtt://, mqtts://, ws:// or wss:// URL, got {url!r}"
-        )
-    if "@" in parts.netloc:
-        raise ValueError("credentials do not belong in the URL; use broker.username and password")
-    if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
-    if not _valid_host(parts.hostname):
-        raise ValueError(f"invalid host {parts.hostname!r} in {url!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"invalid port in {url!r}; expected a number from 1 to 65535") from None
-    if port == 0:
-        raise ValueError(f"invalid port in {url!r}; expected a number from 1 to 65535")
-    if parts.fragment:
-        raise ValueError(f"unexpected '#' fragment in {url!r}")
-    if parts.scheme in ("ws", "wss"):
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    elif parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"{parts.scheme}:// URLs take no path, got {url!r}")
-    else:
-        path = ""
-    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme], path
-
-
-def _parse_listen(listen: str) -> tuple[str, int]:
-    """``(host, port)`` of ``host:port``; port 0 asks the OS for a free port."""
-    host, colon, port_text = listen.rpartition(":")
-    if not colon or not host or not (port_text.isascii() and port_text.isdigit()):
-        raise ValueError(f"expected host:port, got {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"write an IPv6 address in brackets, e.g. '[::1]:1883', got {listen!r}")
-    port = int(port_text)
-    if port > 65535:
-        raise ValueError(f"port must be between 0 and 65535, got {port}")
-    return host, port
-
-
-def _parse_layer_url(url: str) -> str:
-    if url == "memory://":
-        return url
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss"):
-        raise ValueError(
-            f"expected 'memory://' or a redis:// or rediss:// URL, got {_mask_password(url)!r}"
-        )
-    if not parts.hostname:
-        raise ValueError(f"no host in {_mask_password(url)!r}")
-    try:
-        parts.port  # noqa: B018 - the property validates the port
-    except ValueError:
-        raise ValueError(f"invalid port in {_mask_password(url)!r}") from None
-    database = parts.path.strip("/")
-    if database and not (database.isascii() and database.isdigit()):
-        raise ValueError(f"the database after the host must be a number, got {database!r}")
-    return url
-
-
-def _mask_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return _HOSTNAME.fullmatch(host) is not None
-    return True
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _generate_client_id() -> str:
-    # Some brokers limit client ids to [0-9A-Za-z-]; keep the host part within that.
-    hostname = socket.gethostname().split(".")[0]
-    hostname = re.sub(r"[^0-9A-Za-z-]", "-", hostname)[:32] or "host"
-    return f"mqttbridge-{hostname}-{secrets.token_hex(4)}"
-
-
 def _no_key_password() -> str:
     # Without a callback OpenSSL prompts on the terminal for an encrypted key's password,
     # which hangs a service; failing says what is wrong instead.
     raise ssl.SSLError("the private key is encrypted; give an unencrypted key file")
 
 
-def _check_client_id(client_id: str) -> None:
-    if not client_id:
-        raise ValueError("must not be empty; leave it out to have one generated")
-    if "\x00" in client_id:
-        raise ValueError("must not contain U+0000")
-    if len(client_id.encode("utf-8", "surrogatepass")) > 65535:
-        raise ValueError("is longer than MQTT's 65535 bytes")
-
-
-def _check_shared_group(group: str) -> None:
-    if not group or any(char in group for char in "/+#\x00"):
-        raise ValueError(f"must be non-empty and contain no '/', '+' or '#', got {group!r}")
-
-
-def _check_channel_name(name: str) -> None:
-    if not _CHANNEL_NAME.fullmatch(name):
-        raise ValueError(
-            f"a channel name is 1 to 99 ASCII letters, digits, '-', '_' or '.', got {name!r}"
-        )
-
-
-def _render(value: Any) -> str:
-    """A value as the error message shows it, in YAML's words for null and booleans."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str | _Shape):
-        return repr(value)
-    return repr(str(value))  # dates and binary: show what was written
-
-
-class _Shape:
-    """Stands in for a mapping or list where a single value was expected."""
-
-    def __init__(self, node: yaml.Node) -> None:
-        self.kind = "a mapping" if isinstance(node, yaml.MappingNode) else "a list"
-
-    def __repr__(self) -> str:
-        return self.kind
-
-
-def _check_range(
-    value: float, minimum: float, maximum: float | None = None, *, exclusive: bool = False
-) -> None:
-    # Written as "not (ok)" so that NaN fails every check.
-    if maximum is not None and not minimum <= value <= maximum:
-        raise ValueError(f"must be between {minimum} and {maximum}, got {_render(value)}")
-    if exclusive and not value > minimum:
-        raise ValueError(f"must be greater than {minimum}, got {_render(value)}")
-    if not value >= minimum:
-        raise ValueError(f"must be at least {minimum}, got {_render(value)}")
-
-
-def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
-        # bool is an int subclass, but `keepalive: true` is a mistake, not 1.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {_render(value)}")
-        _check_range(value, minimum, maximum)
-        return value
-
-    return convert
-
-
-def _seconds(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float]:
-    def convert(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expected a number of seconds, got {_render(value)}")
-        if not math.isfinite(value):
-            raise ValueError(f"expected a finite number of seconds, got {_render(value)}")
-        _check_range(value, minimum, exclusive=exclusive)
-        return float(value)
-
-    return convert
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {_render(value)}")
-    return value
-
-
-def _optional_boolean(value: Any) -> bool | None:
-    return None if value is None else _boolean(value)
-
-
-def _protocol(value: Any) -> str:
-    # 311 and 5.0 are what people type for "3.1.1" and "5"; YAML makes them numbers.
-    if not isinstance(value, bool):
-        normal = {"5": "5", "5.0": "5", "3.1.1": "3.1.1", "311": "3.1.1"}.get(str(value))
-        if normal is not None:
-            return normal
-    raise ValueError(f"expected '3.1.1' or '5', got {_render(value)}")
-
-
-def _qos(value: Any) -> int:
-    if isinstance(value, bool) or value not in (0, 1, 2):
-        raise ValueError(f"expected 0, 1 or 2, got {_render(value)}")
-    return int(value)
-
-
-# --- the node walker ---------------------------------------------------------------------------
-
-_NULL = "tag:yaml.org,2002:null"
-_STR = "tag:yaml.org,2002:str"
-_MERGE = "tag:yaml.org,2002:merge"
-# Every tag SafeLoader can construct; anything else (python/*, custom !tags) is refused.
-_SAFE_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag) | {_MERGE}
-# ${NAME}, ${NAME:-default}, $${ for a literal "${", or a bare "${" that is none of these.
-_VARIABLE = re.compile(
-    r"\$\$\{|\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?"
-)
+# --- the schema --------------------------------------------------------------------------------
 
 _TOP_KEYS = ("broker", "channel_layer", "routes", "limits", "dead_letter_topic")
 _BROKER_KEYS = (
@@ -542,128 +336,15 @@ _LIMITS_KEYS = (
 )  # fmt: skip
 
 
-def _line(node: yaml.Node | None) -> int | None:
-    return None if node is None else node.start_mark.line + 1
-
-
-def _short_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:") else tag
-
-
-class _Scalar(NamedTuple):
-    value: Any  # as YAML types it: int, float, bool, None, str, ...
-    text: str  # as written, after ${VAR} substitution
-
-
-class _Reader:
+class _Reader(_NodeReader):
     """Walks the composed node tree with the schema in hand, turning nodes into dataclasses."""
 
     def __init__(self, source: str, environ: Mapping[str, str]) -> None:
-        self.source = source
-        self.environ = environ
+        super().__init__(source, environ)
         self.warnings: list[str] = []
-        # Only its resolver and constructors are used, on nodes we hand it one at a time.
-        self._loader = yaml.SafeLoader("")
 
     def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
         return ConfigError(message, source=self.source, line=_line(node), key=key)
-
-    def check_tag(self, node: yaml.Node, key: str) -> None:
-        if node.tag not in _SAFE_TAGS:
-            raise self.error(
-                node, key, f"tag {_short_tag(node.tag)!r} is not allowed; use plain YAML values"
-            )
-
-    def mapping(
-        self, node: yaml.Node | None, key: str, keys: Collection[str]
-    ) -> dict[str, yaml.Node]:
-        """The value node of each key, after rejecting unknown and duplicate keys."""
-        if node is None or node.tag == _NULL:
-            return {}
-        self.check_tag(node, key)
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, key, f"expected a mapping, got {self.describe(node)}")
-        first_line: dict[str, int | None] = {}
-        for key_node, _ in node.value:
-            self.check_tag(key_node, key)
-            if key_node.tag == _MERGE:
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.error(key_node, key, "keys must be plain words, not mappings or lists")
-            name = key_node.value
-            if name in first_line:
-                raise self.error(
-                    key_node, _join(key, name), f"duplicate key (first on line {first_line[name]})"
-                )
-            first_line[name] = _line(key_node)
-        try:
-            # Resolves YAML merge keys (<<: *defaults); merged entries come first, so the
-            # mapping's own entries win below.
-            self._loader.flatten_mapping(node)
-        except yaml.MarkedYAMLError as exc:
-            raise self.error(node, key, f"invalid merge key: {exc.problem}") from exc
-        found: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            name = key_node.value
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise self.error(key_node, key, "keys must be plain words, not mappings or lists")
-            if name not in keys:
-                if not key and str(name).startswith("x-"):
-                    continue  # as in Docker Compose: a place for &anchors to be defined
-                raise self.error(key_node, _join(key, str(name)), _unknown_key(str(name), keys))
-            found[name] = value_node
-        return found
-
-    def sequence(self, node: yaml.Node | None, key: str) -> list[yaml.Node]:
-        if node is None or node.tag == _NULL:
-            return []
-        self.check_tag(node, key)
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, key, f"expected a list, got {self.describe(node)}")
-        return list(node.value)
-
-    def scalar(self, node: yaml.ScalarNode, key: str) -> _Scalar:
-        text = self.substitute(node, key)
-        tag = node.tag
-        # A plain (unquoted) scalar whose tag YAML guessed from its text gets guessed again
-        # from the substituted text: `keepalive: ${KA:-30}` is then an integer.
-        implicit = self._loader.resolve(yaml.ScalarNode, node.value, (True, False))
-        if node.style is None and tag == implicit:
-            tag = self._loader.resolve(yaml.ScalarNode, text, (True, False))
-        new = yaml.ScalarNode(tag, text, node.start_mark, node.end_mark, node.style)
-        try:
-            value = self._loader.construct_object(new)
-        except (yaml.YAMLError, ValueError, TypeError) as exc:
-            # ConstructorError for tags we missed, ValueError for e.g. `!!int abc`
-            raise self.error(node, key, f"cannot read {text!r} as {_short_tag(tag)}") from exc
-        return _Scalar(value, text)
-
-    def substitute(self, node: yaml.ScalarNode, key: str) -> str:
-        def replace(match: re.Match[str]) -> str:
-            if match.group() == "$${":
-                return "${"
-            name, default = match.group("name"), match.group("default")
-            if name is None:
-                raise self.error(
-                    node, key,
-                    f"invalid reference in {node.value!r}: write ${{NAME}} or ${{NAME:-default}},"
-                    " or $${ for a literal ${",
-                )  # fmt: skip
-            value = self.environ.get(name)
-            if default is not None:
-                return value or default  # like the shell: unset or empty takes the default
-            if value is None:
-                raise self.error(node, key, f"environment variable {name!r} is not set")
-            return value
-
-        return _VARIABLE.sub(replace, node.value)
-
-    def describe(self, node: yaml.Node) -> str:
-        if not isinstance(node, yaml.ScalarNode):
-            return repr(_Shape(node))
-        if node.tag == _NULL:
-            return "null"
-        return repr(node.value) if node.tag == _STR else node.value
 
     # --- sections ------------------------------------------------------------------------------
 
@@ -834,81 +515,6 @@ class _Reader:
             queue_size=s.get("queue_size", 1000, _integer(1)),
             shutdown_timeout=s.get("shutdown_timeout", 10.0, _seconds(0)),
         )
-
-
-class _Section:
-    """One mapping of the file, read key by key with the key's type and constraints."""
-
-    def __init__(
-        self, reader: _Reader, node: yaml.Node | None, path: str, keys: Collection[str]
-    ) -> None:
-        self.reader = reader
-        self.node = node
-        self.path = path
-        self.nodes = reader.mapping(node, path, keys)
-
-    def child(self, key: str, keys: Collection[str]) -> _Section:
-        return _Section(self.reader, self.nodes.get(key), _join(self.path, key), keys)
-
-    def given(self, key: str) -> bool:
-        return key in self.nodes
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return self.reader.error(self.nodes.get(key, self.node), _join(self.path, key), message)
-
-    def check(self, key: str, function: Callable[[Any], T], value: Any) -> T:
-        """``function(value)``, its ``ValueError`` turned into an error at ``key``."""
-        try:
-            return function(value)
-        except ValueError as exc:
-            raise self.error(key, str(exc)) from exc
-
-    def _value(self, key: str, as_text: bool) -> Any:
-        node = self.nodes[key]
-        self.reader.check_tag(node, _join(self.path, key))
-        if not isinstance(node, yaml.ScalarNode):
-            return _Shape(node)
-        scalar = self.reader.scalar(node, _join(self.path, key))
-        # String settings take the text as written: `password: 12345` or `client_id: no`
-        # should not need quotes (YAML 1.1 would read them as a number and a boolean).
-        return scalar.text if as_text and scalar.value is not None else scalar.value
-
-    def get(self, key: str, default: T, convert: Callable[[Any], T]) -> T:
-        if key not in self.nodes:
-            return default
-        return self.check(key, convert, self._value(key, as_text=False))
-
-    def optional_text(self, key: str) -> str | None:
-        if key not in self.nodes:
-            return None
-        value = self._value(key, as_text=True)
-        if value is not None and not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {_render(value)}")
-        return value
-
-    def text(self, key: str, default: str) -> str:
-        if key not in self.nodes:
-            return default
-        value = self.optional_text(key)
-        if value is None:
-            raise self.error(key, "expected a string, got null")
-        return value
-
-    def required_text(self, key: str) -> str:
-        if key not in self.nodes:
-            raise self.error(key, "required key is missing")
-        return self.text(key, "")
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _unknown_key(name: str, keys: Collection[str]) -> str:
-    close = difflib.get_close_matches(name, keys, n=1)
-    if close:
-        return f"unknown key; did you mean {close[0]!r}?"
-    return "unknown key; expected one of " + ", ".join(repr(key) for key in keys)
 
 
 def _ssl_reason(exc: OSError) -> str:

@@ -1,0 +1,159 @@
+"""Parsers and checks for single values of the configuration, free of YAML.
+
+Each raises ``ValueError`` with the message the user reads; the reader in ``bridge.config`` adds
+the file, line and key path. ``BrokerConfig`` and ``ChannelLayerConfig`` use the URL parsers too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import secrets
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from bridge._yaml_reader import _render
+
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
+_TLS_SCHEMES = ("mqtts", "wss")
+# channels.layers.BaseChannelLayer.channel_name_regex, minus the "!" of process-local names,
+# which only a receiving layer may hand out.
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,99}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _parse_broker_url(url: str) -> tuple[str, str, int, str]:
+    """``(scheme, host, port, path)`` of a broker URL, or ``ValueError`` saying what is wrong."""
+    if url == "embedded":
+        return "embedded", "", 0, ""
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.netloc:
+        raise ValueError(
+            f"expected 'embedded' or an mqtt://, mqtts://, ws:// or wss:// URL, got {url!r}"
+        )
+    if "@" in parts.netloc:
+        raise ValueError("credentials do not belong in the URL; use broker.username and password")
+    if not parts.hostname:
+        raise ValueError(f"no host in {url!r}")
+    if not _valid_host(parts.hostname):
+        raise ValueError(f"invalid host {parts.hostname!r} in {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"invalid port in {url!r}; expected a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError(f"invalid port in {url!r}; expected a number from 1 to 65535")
+    if parts.fragment:
+        raise ValueError(f"unexpected '#' fragment in {url!r}")
+    if parts.scheme in ("ws", "wss"):
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    elif parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"{parts.scheme}:// URLs take no path, got {url!r}")
+    else:
+        path = ""
+    return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme], path
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    """``(host, port)`` of ``host:port``; port 0 asks the OS for a free port."""
+    host, colon, port_text = listen.rpartition(":")
+    if not colon or not host or not (port_text.isascii() and port_text.isdigit()):
+        raise ValueError(f"expected host:port, got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, e.g. '[::1]:1883', got {listen!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port must be between 0 and 65535, got {port}")
+    return host, port
+
+
+def _parse_layer_url(url: str) -> str:
+    if url == "memory://":
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(
+            f"expected 'memory://' or a redis:// or rediss:// URL, got {_mask_password(url)!r}"
+        )
+    if not parts.hostname:
+        raise ValueError(f"no host in {_mask_password(url)!r}")
+    try:
+        parts.port  # noqa: B018 - the property validates the port
+    except ValueError:
+        raise ValueError(f"invalid port in {_mask_password(url)!r}") from None
+    database = parts.path.strip("/")
+    if database and not (database.isascii() and database.isdigit()):
+        raise ValueError(f"the database after the host must be a number, got {database!r}")
+    return url
+
+
+def _mask_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _HOSTNAME.fullmatch(host) is not None
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _generate_client_id() -> str:
+    # Some brokers limit client ids to [0-9A-Za-z-]; keep the host part within that.
+    hostname = socket.gethostname().split(".")[0]
+    hostname = re.sub(r"[^0-9A-Za-z-]", "-", hostname)[:32] or "host"
+    return f"mqttbridge-{hostname}-{secrets.token_hex(4)}"
+
+
+def _check_client_id(client_id: str) -> None:
+    if not client_id:
+        raise ValueError("must not be empty; leave it out to have one generated")
+    if "\x00" in client_id:
+        raise ValueError("must not contain U+0000")
+    if len(client_id.encode("utf-8", "surrogatepass")) > 65535:
+        raise ValueError("is longer than MQTT's 65535 bytes")
+
+
+def _check_shared_group(group: str) -> None:
+    if not group or any(char in group for char in "/+#\x00"):
+        raise ValueError(f"must be non-empty and contain no '/', '+' or '#', got {group!r}")
+
+
+def _check_channel_name(name: str) -> None:
+    if not _CHANNEL_NAME.fullmatch(name):
+        raise ValueError(
+            f"a channel name is 1 to 99 ASCII letters, digits, '-', '_' or '.', got {name!r}"
+        )
+
+
+def _protocol(value: Any) -> str:
+    # 311 and 5.0 are what people type for "3.1.1" and "5"; YAML makes them numbers.
+    if not isinstance(value, bool):
+        normal = {"5": "5", "5.0": "5", "3.1.1": "3.1.1", "311": "3.1.1"}.get(str(value))
+        if normal is not None:
+            return normal
+    raise ValueError(f"expected '3.1.1' or '5', got {_render(value)}")
+
+
+def _qos(value: Any) -> int:
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise ValueError(f"expected 0, 1 or 2, got {_render(value)}")
+    return int(value)

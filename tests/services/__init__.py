@@ -1,0 +1,34 @@
+"""Real Mosquitto and Redis processes, a fault-injecting TCP proxy, and a small MQTT client.
+
+Integration tests run each service as a private child process on a free port of 127.0.0.1,
+never the shared instances on 1883/6379: tests stop, SIGKILL, restart and SIGSTOP them, and
+must not disturb (or be disturbed by) anything else on the machine.
+
+Everything here is synchronous and thread-based so it works from plain and async tests alike.
+"""
+
+from .mqtt_client import PahoClient
+from .processes import (
+    MosquittoProcess,
+    RedisProcess,
+    ServiceBinaryNotFound,
+    ServiceStartError,
+    find_binary,
+    free_port,
+    mqtt_ping,
+    redis_ping,
+)
+from .proxy import TcpProxy
+
+__all__ = [
+    "MosquittoProcess",
+    "PahoClient",
+    "RedisProcess",
+    "ServiceBinaryNotFound",
+    "ServiceStartError",
+    "TcpProxy",
+    "find_binary",
+    "free_port",
+    "mqtt_ping",
+    "redis_ping",
+]
