@@ -448,3 +448,20 @@ async def test_a_poison_message_is_not_redelivered_to_a_persistent_session(mosqu
         with pytest.raises(AssertionError):
             await next_message(device, timeout=0.5)  # no second dead letter
     assert _handled().count(b"boom") == 1
+
+
+async def test_the_brokers_receive_maximum_bounds_publishes_in_flight(
+    mosquitto_factory, run_bridge
+):
+    # Mosquitto announces max_inflight_messages as its Receive Maximum to MQTT 5 clients;
+    # sending more QoS 1 publishes unacknowledged than that is a protocol error.
+    broker = mosquitto_factory(extra_config=["max_inflight_messages 5"])
+    server = await run_bridge(fault_config(broker.url), routes=[recording_route()])
+    assert server.client._client._max_inflight_messages == 5
+    with PahoClient(broker.host, broker.port) as listener:
+        listener.subscribe("burst/#", qos=1)
+        futures = [server.client.publish(f"burst/{i}", b"x", 1, confirm=True) for i in range(200)]
+        await asyncio.wait_for(asyncio.gather(*futures), 20)
+        topics = [(await next_message(listener)).topic for _ in range(200)]
+    assert topics == [f"burst/{i}" for i in range(200)]
+    assert server.client.stats["connects"] == 1, "the broker dropped the bridge"
