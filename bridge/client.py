@@ -196,9 +196,6 @@ class MqttClient:
         self._loop = asyncio.get_running_loop()
         self._connector = self._loop.create_task(self._connect_forever(), name="mqtt-connect")
 
-    async def wait_connected(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
-
     async def stop(self) -> None:
         """Disconnect cleanly (DISCONNECT sent after queued packets are written)."""
         self._closing = True
