@@ -40,6 +40,8 @@ logger = logging.getLogger("bridge.client")
 _READ_CHUNK = 65536
 # Packets handled per reader callback before yielding to other tasks.
 _MAX_PACKETS_PER_WAKEUP = 2000
+# How long to wait for CONNACK before trying again (seconds).
+_CONNACK_TIMEOUT = 5.0
 # How often keepalive and dead-link checks run (seconds).
 _MISC_INTERVAL = 0.5
 
@@ -225,7 +227,11 @@ class MqttClient:
             self._connack = loop.create_future()
             try:
                 await loop.run_in_executor(None, self._connect_blocking)
-                reason = await asyncio.wait_for(asyncio.shield(self._connack), cfg.keepalive)
+                # A broker that accepts TCP but never answers (paused, overloaded) must not
+                # hold the reconnect for a whole keepalive.
+                reason = await asyncio.wait_for(
+                    asyncio.shield(self._connack), min(cfg.keepalive, _CONNACK_TIMEOUT)
+                )
                 if not reason.is_failure:
                     return
                 logger.error(
@@ -234,7 +240,12 @@ class MqttClient:
                     reason,
                     self.client_id,
                 )
-            except (OSError, TimeoutError, ConnectionError) as exc:
+            except TimeoutError:
+                logger.warning(
+                    "no answer from broker %s (connect or CONNACK timed out); trying again",
+                    self.broker,
+                )
+            except (OSError, ConnectionError) as exc:
                 logger.warning(
                     "cannot connect to broker %s: %s", self.broker, exc or type(exc).__name__
                 )

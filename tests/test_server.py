@@ -231,7 +231,7 @@ async def test_subscriptions_survive_a_broker_restart(mosquitto, run_bridge):
     mosquitto.start()
     with PahoClient(mosquitto.host, mosquitto.port) as device:
         # A clean broker knows no subscriptions: the bridge must have re-subscribed.
-        for _ in range(100):
+        for _ in range(300):
             device.publish("sensors/r/data", b"after-restart", qos=1)
             if _msgs():
                 break
