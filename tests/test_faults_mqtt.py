@@ -42,7 +42,7 @@ def _handled() -> list[bytes | None]:
     return [payload for _, kind, _, payload in apps.EVENTS if kind == "msg"]
 
 
-async def _publish_and_see_it_handled(broker: Any, payload: bytes, timeout: float = 10.0) -> None:
+async def _publish_and_see_it_handled(broker: Any, payload: bytes, timeout: float = 20.0) -> None:
     with PahoClient(broker.host, broker.port) as device:
         device.publish("sensors/f1/data", payload, qos=1)
         await wait_until(lambda: payload in _handled(), timeout, f"{payload!r} to be handled")
@@ -180,7 +180,7 @@ async def test_bridge_resubscribes_after_broker_restart_and_shuts_down_promptly(
     await wait_until(lambda: not server.client.connected, what="the bridge to see the broker go")
     assert not server.ready.is_set()
     await asyncio.to_thread(broker.start)  # same port, and no session for the bridge
-    await wait_until(server.ready.is_set, timeout=10, what="the bridge to reconnect")
+    await wait_until(server.ready.is_set, timeout=20, what="the bridge to reconnect")
 
     # The broker itself logged the route's SUBSCRIBE again, and routes messages to it.
     assert _route_subscribes(broker, server.client_id) == 2
@@ -352,7 +352,7 @@ async def test_stalled_link_is_dropped_within_two_keepalives_and_the_bridge_reco
     await wait_until(lambda: not server.client.connected, what="the connection to be closed")
 
     await asyncio.to_thread(proxy.unstall)  # the network heals: the reconnect can get through
-    await wait_until(server.ready.is_set, timeout=10, what="the bridge to reconnect")
+    await wait_until(server.ready.is_set, timeout=20, what="the bridge to reconnect")
     assert proxy.accepted >= 2
     await _publish_and_see_it_handled(mosquitto, b"after")
     assert _handled() == [b"before", b"after"]
