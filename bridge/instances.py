@@ -50,6 +50,12 @@ class AckTracker:
         self._pending.append(token)
         return token
 
+    def settle(self, token: AckToken) -> None:
+        """A message no instance holds (unrouted, rejected) is handled now; ack in turn."""
+        if token.remaining == 0:
+            token.remaining = 1
+            self.release(token)
+
     def release(self, token: AckToken) -> None:
         token.remaining -= 1
         if token.remaining > 0:

@@ -30,7 +30,7 @@ from .client import MqttClient, OutboundQueueFull
 from .config import Config
 from .deadletter import dead_letter_record
 from .events import InvalidEvent, validate_publish, validate_subscribe
-from .instances import AckTracker, Instance
+from .instances import AckToken, AckTracker, Instance
 from .intake import PublishIntake
 from .routing import Route, TopicRouter, find_topic_router
 from .subscriptions import DynamicSubscriptions
@@ -289,24 +289,24 @@ class Server:
             if matched is not None:
                 route, kwargs = matched
                 routed = self._routed_instance(route, kwargs, topic)
-                routed.put(event, token)
-                if len(routed.items) >= self.limits.queue_size:
-                    self._backpressure(routed)
+                self._deliver(routed, event, token)
         delivered = routed is not None
         if self.dynamic:
             for targets in self.dynamic.instances_for(topic):
                 for inst in targets:
                     if inst is not routed:
-                        inst.put(event, token)
+                        self._deliver(inst, event, token)
                         delivered = True
-                        if len(inst.items) >= self.limits.queue_size:
-                            self._backpressure(inst)
         if not delivered:
             self.stats["unrouted"] += 1
             logger.debug("no route or subscription for topic %r; acknowledged", topic)
-        if token is not None and token.remaining == 0:
-            token.remaining = 1
-            self.acks.release(token)
+        if token is not None:
+            self.acks.settle(token)
+
+    def _deliver(self, inst: Instance, event: dict[str, Any], token: AckToken | None) -> None:
+        inst.put(event, token)
+        if len(inst.items) >= self.limits.queue_size:
+            self._backpressure(inst)
 
     def _reject(self, message: paho.MQTTMessage, topic: str | None, reason: str) -> None:
         """Refuse a message: log, record it on the dead-letter topic, acknowledge it."""
@@ -316,9 +316,7 @@ class Server:
         self.dead_letter(topic, None, reason, payload_size=len(message.payload))
         if message.qos:
             # Through the tracker: acknowledgements keep arrival order (MQTT 4.6).
-            token = self.acks.track(message.mid, message.qos)
-            token.remaining = 1
-            self.acks.release(token)
+            self.acks.settle(self.acks.track(message.mid, message.qos))
 
     def dead_letter(
         self,
