@@ -121,15 +121,29 @@ class _NodeReader(ABC):
     Subclasses say what an error is (``error``) and turn the tree into values.
     """
 
+    #: The class of what ``error`` returns: ``recover`` catches it to go on reading.
+    error_type: type[Exception] = Exception
+
     def __init__(self, source: str, environ: Mapping[str, str]) -> None:
         self.source = source
         self.environ = environ
         # Only its resolver and constructors are used, on nodes we hand it one at a time.
         self._loader = yaml.SafeLoader("")
+        # Every problem found so far: a file is read to the end so that all of its mistakes
+        # are reported at once, not one per run.
+        self.errors: list[Exception] = []
 
     @abstractmethod
     def error(self, node: yaml.Node | None, key: str, message: str) -> Exception:
         """The exception to raise for ``message`` about ``node``, found at key path ``key``."""
+
+    def recover(self, read: Callable[[], T], default: T) -> T:
+        """``read()``, or ``default`` after recording the error it raised."""
+        try:
+            return read()
+        except self.error_type as exc:
+            self.errors.append(exc)
+            return default
 
     def check_tag(self, node: yaml.Node, key: str) -> None:
         if node.tag not in _SAFE_TAGS:
@@ -155,9 +169,14 @@ class _NodeReader(ABC):
                 raise self.error(key_node, key, "keys must be plain words, not mappings or lists")
             name = key_node.value
             if name in first_line:
-                raise self.error(
-                    key_node, _join(key, name), f"duplicate key (first on line {first_line[name]})"
+                self.errors.append(
+                    self.error(
+                        key_node,
+                        _join(key, name),
+                        f"duplicate key (first on line {first_line[name]})",
+                    )
                 )
+                continue
             first_line[name] = _line(key_node)
         try:
             # Resolves YAML merge keys (<<: *defaults); merged entries come first, so the
@@ -173,7 +192,10 @@ class _NodeReader(ABC):
             if name not in keys:
                 if not key and str(name).startswith("x-"):
                     continue  # as in Docker Compose: a place for &anchors to be defined
-                raise self.error(key_node, _join(key, str(name)), _unknown_key(str(name), keys))
+                self.errors.append(
+                    self.error(key_node, _join(key, str(name)), _unknown_key(str(name), keys))
+                )
+                continue
             found[name] = value_node
         return found
 
@@ -230,7 +252,12 @@ class _NodeReader(ABC):
 
 
 class _Section:
-    """One mapping of the file, read key by key with the key's type and constraints."""
+    """One mapping of the file, read key by key with the key's type and constraints.
+
+    Reading goes on past a bad value: the error is recorded with the reader, the key's default
+    stands in, and the key is remembered in ``failed`` so that rules spanning several keys
+    (``reject``) stay quiet about a value the user never wrote.
+    """
 
     def __init__(
         self, reader: _NodeReader, node: yaml.Node | None, path: str, keys: Collection[str]
@@ -238,7 +265,12 @@ class _Section:
         self.reader = reader
         self.node = node
         self.path = path
-        self.nodes = reader.mapping(node, path, keys)
+        self.failed: set[str] = set()
+        before = len(reader.errors)
+        no_nodes: dict[str, yaml.Node] = {}
+        self.nodes = reader.recover(lambda: reader.mapping(node, path, keys), no_nodes)
+        if len(reader.errors) > before:
+            self.failed.add("")  # the section itself, or one of its keys, is wrong
 
     def child(self, key: str, keys: Collection[str]) -> _Section:
         return _Section(self.reader, self.nodes.get(key), _join(self.path, key), keys)
@@ -249,12 +281,30 @@ class _Section:
     def error(self, key: str, message: str) -> Exception:
         return self.reader.error(self.nodes.get(key, self.node), _join(self.path, key), message)
 
+    def reject(self, key: str, message: str, *, involving: Collection[str] = ()) -> None:
+        """Record an error at ``key`` from a rule over ``key`` and ``involving`` keys, unless
+        one of them already failed (its stand-in default would make the rule's verdict wrong)."""
+        if not self.failed.intersection((key, "", *involving)):
+            self.reader.errors.append(self.error(key, message))
+        self.failed.add(key)
+
     def check(self, key: str, function: Callable[[Any], T], value: Any) -> T:
         """``function(value)``, its ``ValueError`` turned into an error at ``key``."""
         try:
             return function(value)
         except ValueError as exc:
             raise self.error(key, str(exc)) from exc
+
+    def validate(self, key: str, function: Callable[[Any], T], value: Any) -> T | None:
+        """``check``, but a failure is recorded and gives ``None``."""
+        return self._recover(key, lambda: self.check(key, function, value), None)
+
+    def _recover(self, key: str, read: Callable[[], T], default: T) -> T:
+        before = len(self.reader.errors)
+        value = self.reader.recover(read, default)
+        if len(self.reader.errors) > before:
+            self.failed.add(key)
+        return value
 
     def _value(self, key: str, as_text: bool) -> Any:
         node = self.nodes[key]
@@ -269,28 +319,35 @@ class _Section:
     def get(self, key: str, default: T, convert: Callable[[Any], T]) -> T:
         if key not in self.nodes:
             return default
-        return self.check(key, convert, self._value(key, as_text=False))
+        return self._recover(
+            key, lambda: self.check(key, convert, self._value(key, as_text=False)), default
+        )
 
     def optional_text(self, key: str) -> str | None:
         if key not in self.nodes:
             return None
-        value = self._value(key, as_text=True)
-        if value is not None and not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {_render(value)}")
-        return value
+        return self._recover(key, lambda: self._text(key), None)
 
     def text(self, key: str, default: str) -> str:
         if key not in self.nodes:
             return default
-        value = self.optional_text(key)
-        if value is None:
-            raise self.error(key, "expected a string, got null")
-        return value
+        value = self._recover(key, lambda: self._text(key, nullable=False), None)
+        return default if value is None else value
 
-    def required_text(self, key: str) -> str:
+    def required_text(self, key: str) -> str | None:
+        """The key's text, or ``None`` (recorded as an error) when it is missing or wrong."""
         if key not in self.nodes:
-            raise self.error(key, "required key is missing")
-        return self.text(key, "")
+            self.reject(key, "required key is missing")
+            return None
+        return self._recover(key, lambda: self._text(key, nullable=False), None)
+
+    def _text(self, key: str, *, nullable: bool = True) -> str | None:
+        value = self._value(key, as_text=True)
+        if value is None and not nullable:
+            raise self.error(key, "expected a string, got null")
+        if value is not None and not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {_render(value)}")
+        return value
 
 
 def _join(path: str, key: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .config import Config, ConfigError, default_config, import_string, load_config
-from .logs import configure_logging
+from .logs import configure_logging, plural
 
 __all__ = ["CommandLineInterface", "main"]
 
@@ -90,7 +90,8 @@ class CommandLineInterface:
         try:
             config = self._load(args)
         except ConfigError as exc:
-            print(f"error: {exc}", file=self.stderr)
+            for error in exc.errors:
+                print(f"error: {error}", file=self.stderr)
             return 2
         handler = getattr(self, f"cmd_{args.command}")
         status: int = handler(args, config)
@@ -124,8 +125,9 @@ class CommandLineInterface:
     def cmd_check(self, args: argparse.Namespace, config: Config) -> int:
         for warning in config.warnings:
             print(f"warning: {warning}", file=self.stdout)
+        routes = plural(len(config.routes), "route")
         print(
-            f"{config.source}: OK — broker {config.broker.url}, {len(config.routes)} routes, "
+            f"{config.source}: OK — broker {config.broker.url}, {routes}, "
             f"channel layer {config.channel_layer.display_url}",
             file=self.stdout,
         )

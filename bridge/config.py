@@ -16,7 +16,7 @@ import inspect
 import os
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,9 @@ class ConfigError(Exception):
 
     ``line`` is 1-based, or ``None`` when the problem is not at one place (a missing file);
     ``key`` is empty when no key is involved (a YAML syntax error).
+
+    A file with several mistakes raises one ``ConfigError`` for all of them: ``errors`` lists
+    each (the first also gives ``message``, ``line`` and ``key``), and ``str()`` has a line each.
     """
 
     def __init__(
@@ -83,16 +86,32 @@ class ConfigError(Exception):
         self.source = source
         self.line = line
         self.key = key
+        self.errors: tuple[ConfigError, ...] = (self,)
         where = source if line is None else f"{source}:{line}"
         super().__init__(": ".join(part for part in (where, key, message) if part))
 
+    @classmethod
+    def combine(cls, errors: Sequence[ConfigError]) -> ConfigError:
+        """One error for ``errors``, ordered by line as the file reads."""
+        ordered = sorted(errors, key=lambda error: error.line or 0)
+        if len(ordered) == 1:
+            return ordered[0]
+        first = ordered[0]
+        combined = cls(first.message, source=first.source, line=first.line, key=first.key)
+        combined.errors = tuple(ordered)
+        combined.args = ("\n".join(str(error) for error in ordered),)
+        return combined
+
     def __reduce__(self) -> tuple[Any, ...]:
         # The keyword-only __init__ would break pickling (multiprocessing, pytest-xdist).
-        return _rebuild_error, (self.message, self.source, self.line, self.key)
+        parts = [(e.message, e.source, e.line, e.key) for e in self.errors]
+        return _rebuild_error, (parts,)
 
 
-def _rebuild_error(message: str, source: str, line: int | None, key: str) -> ConfigError:
-    return ConfigError(message, source=source, line=line, key=key)
+def _rebuild_error(parts: list[tuple[str, str, int | None, str]]) -> ConfigError:
+    return ConfigError.combine(
+        [ConfigError(message, source=src, line=line, key=key) for message, src, line, key in parts]
+    )
 
 
 @dataclass(frozen=True)
@@ -337,7 +356,13 @@ _LIMITS_KEYS = (
 
 
 class _Reader(_NodeReader):
-    """Walks the composed node tree with the schema in hand, turning nodes into dataclasses."""
+    """Walks the composed node tree with the schema in hand, turning nodes into dataclasses.
+
+    A wrong value is recorded and its default stands in, so the whole file is read and every
+    mistake reported at once; ``read`` raises them together at the end.
+    """
+
+    error_type = ConfigError
 
     def __init__(self, source: str, environ: Mapping[str, str]) -> None:
         super().__init__(source, environ)
@@ -355,7 +380,9 @@ class _Reader(_NodeReader):
         routes = self.read_routes(top.nodes.get("routes"))
         limits = self.read_limits(top.child("limits", _LIMITS_KEYS))
         dead_letter = top.text("dead_letter_topic", "mqttbridge/dead-letter")
-        top.check("dead_letter_topic", validate_publish_topic, dead_letter)
+        top.validate("dead_letter_topic", validate_publish_topic, dead_letter)
+        if self.errors:
+            raise ConfigError.combine([e for e in self.errors if isinstance(e, ConfigError)])
         return Config(
             broker=broker,
             channel_layer=layer,
@@ -368,10 +395,13 @@ class _Reader(_NodeReader):
 
     def read_broker(self, s: _Section) -> BrokerConfig:
         url = s.text("url", "embedded")
-        scheme, host, _, _ = s.check("url", _parse_broker_url, url)
+        if s.validate("url", _parse_broker_url, url) is None:
+            url = "embedded"  # stands in, so that the rest of the section is still read
+        scheme, host, _, _ = _parse_broker_url(url)
         embedded = scheme == "embedded"
         listen = s.text("listen", "127.0.0.1:1883")
-        s.check("listen", _parse_listen, listen)
+        if s.validate("listen", _parse_listen, listen) is None:
+            listen = "127.0.0.1:1883"
         # Ignored unless embedded, not refused: one file often switches between the embedded
         # broker and a remote one through ${MQTTBRIDGE_BROKER:-embedded}.
         allow_anonymous = s.get("allow_anonymous", None, _optional_boolean)
@@ -379,23 +409,32 @@ class _Reader(_NodeReader):
         # amqtt, the embedded broker, speaks MQTT 3.1.1 only.
         protocol = s.get("protocol", "3.1.1" if embedded else "5", _protocol)
         if embedded and protocol != "3.1.1":
-            raise s.error("protocol", "the embedded broker speaks MQTT 3.1.1 only; use '3.1.1'")
+            s.reject(
+                "protocol",
+                "the embedded broker speaks MQTT 3.1.1 only; use '3.1.1'",
+                involving=("url",),
+            )
         keepalive = s.get("keepalive", 30, _integer(5, 65535))
         clean_start = s.get("clean_start", True, _boolean)
         session_expiry = s.get("session_expiry", 0, _integer(0, _SESSION_EXPIRY_MAX))
         if session_expiry and protocol != "5":
-            raise s.error("session_expiry", "only MQTT 5 has a session expiry; set protocol: '5'")
+            s.reject(
+                "session_expiry",
+                "only MQTT 5 has a session expiry; set protocol: '5'",
+                involving=("protocol", "url"),
+            )
 
         client_id = s.optional_text("client_id")
         if client_id is not None:
-            s.check("client_id", _check_client_id, client_id)
+            s.validate("client_id", _check_client_id, client_id)
         elif clean_start:
             client_id = _generate_client_id()
         else:
-            raise s.error(
+            s.reject(
                 "clean_start",
                 "false needs a broker.client_id: the broker keeps the session under that id, "
                 "and a generated one would differ on every start",
+                involving=("client_id",),
             )
         if not clean_start and protocol == "5" and session_expiry == 0:
             self.warnings.append(
@@ -406,7 +445,11 @@ class _Reader(_NodeReader):
         username = s.optional_text("username")
         password = s.optional_text("password")
         if password is not None and username is None and protocol == "3.1.1":
-            raise s.error("password", "MQTT 3.1.1 sends a password only with a broker.username")
+            s.reject(
+                "password",
+                "MQTT 3.1.1 sends a password only with a broker.username",
+                involving=("username", "protocol", "url"),
+            )
         credentials = username is not None or password is not None
         if credentials and scheme in ("mqtt", "ws") and not _is_loopback(host):
             what = "password" if password is not None else "username"
@@ -415,9 +458,11 @@ class _Reader(_NodeReader):
 
         shared_group = s.optional_text("shared_group")
         if shared_group is not None:
-            s.check("shared_group", _check_shared_group, shared_group)
+            s.validate("shared_group", _check_shared_group, shared_group)
 
-        tls = self.read_tls(s.child("tls", _TLS_KEYS), scheme, host)
+        # With a wrong url, which TLS keys fit is unknown: read them without judging.
+        known_scheme = None if "url" in s.failed else scheme
+        tls = self.read_tls(s.child("tls", _TLS_KEYS), known_scheme, host)
         reconnect = self.read_reconnect(s.child("reconnect", _RECONNECT_KEYS))
         return BrokerConfig(
             url=url,
@@ -436,39 +481,45 @@ class _Reader(_NodeReader):
             outbound_queue=s.get("outbound_queue", 10000, _integer(1)),
         )
 
-    def read_tls(self, s: _Section, scheme: str, host: str) -> TLSConfig:
+    def read_tls(self, s: _Section, scheme: str | None, host: str) -> TLSConfig:
         tls = TLSConfig(
             ca_file=s.optional_text("ca_file"),
             cert_file=s.optional_text("cert_file"),
             key_file=s.optional_text("key_file"),
             insecure=s.get("insecure", False, _boolean),
         )
+        if scheme is None:
+            return tls
         if scheme not in _TLS_SCHEMES:
             # Null values are fine: one file can serve mqtt:// and mqtts:// through ${VARS}.
             for key in _TLS_KEYS:
                 if getattr(tls, key):
-                    raise s.error(key, "only used with mqtts:// or wss:// URLs")
+                    s.reject(key, "only used with mqtts:// or wss:// URLs")
             return tls
         if tls.key_file is not None and tls.cert_file is None:
-            raise s.error("key_file", "needs broker.tls.cert_file")
+            s.reject("key_file", "needs broker.tls.cert_file", involving=("cert_file",))
         for key in ("ca_file", "cert_file", "key_file"):
             path = getattr(tls, key)
             if path is not None and not os.path.isfile(path):
-                raise s.error(key, f"file not found: {path!r}")
+                s.reject(key, f"file not found: {path!r}")
+        if s.failed:
+            return tls  # loading files that are missing or wrong would only repeat the error
         # Load the files now, so that unreadable certificates or a key that does not match its
         # certificate are reported with their line instead of at the first connection attempt.
         try:
             context = ssl.create_default_context(cafile=tls.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise s.error("ca_file", f"cannot load CA certificates: {_ssl_reason(exc)}") from exc
+            s.reject("ca_file", f"cannot load CA certificates: {_ssl_reason(exc)}")
+            return tls
         if tls.cert_file is not None:
             try:
                 context.load_cert_chain(tls.cert_file, tls.key_file, _no_key_password)
             except (OSError, ssl.SSLError) as exc:
                 reason = _ssl_reason(exc)
                 if tls.key_file is not None and "key" in reason:
-                    raise s.error("key_file", f"cannot use this key: {reason}") from exc
-                raise s.error("cert_file", f"cannot load certificate: {reason}") from exc
+                    s.reject("key_file", f"cannot use this key: {reason}")
+                else:
+                    s.reject("cert_file", f"cannot load certificate: {reason}")
         if tls.insecure:
             self.warnings.append(
                 f"TLS certificate verification is disabled for {host} (broker.tls.insecure)"
@@ -480,15 +531,20 @@ class _Reader(_NodeReader):
         max_delay = s.get("max_delay", 30.0, _seconds(0, exclusive=True))
         if max_delay < min_delay:
             if s.given("max_delay"):
-                raise s.error("max_delay", f"must be at least min_delay ({min_delay:g})")
-            raise s.error("min_delay", f"must be at most max_delay ({max_delay:g})")
+                s.reject(
+                    "max_delay",
+                    f"must be at least min_delay ({min_delay:g})",
+                    involving=("min_delay",),
+                )
+            else:
+                s.reject("min_delay", f"must be at most max_delay ({max_delay:g})")
         return ReconnectConfig(min_delay=min_delay, max_delay=max_delay)
 
     def read_channel_layer(self, s: _Section) -> ChannelLayerConfig:
         url = s.text("url", "memory://")
-        s.check("url", _parse_layer_url, url)
+        s.validate("url", _parse_layer_url, url)
         channel = s.text("publish_channel", "mqtt.publish")
-        s.check("publish_channel", _check_channel_name, channel)
+        s.validate("publish_channel", _check_channel_name, channel)
         return ChannelLayerConfig(
             url=url,
             publish_channel=channel,
@@ -497,14 +553,21 @@ class _Reader(_NodeReader):
 
     def read_routes(self, node: yaml.Node | None) -> tuple[RouteConfig, ...]:
         routes = []
-        for index, item in enumerate(self.sequence(node, "routes")):
+        no_items: list[yaml.Node] = []
+        items = self.recover(lambda: self.sequence(node, "routes"), no_items)
+        for index, item in enumerate(items):
             s = _Section(self, item, f"routes[{index}]", _ROUTE_KEYS)
             topic = s.required_text("topic")
-            s.check("topic", compile_pattern, topic)
+            if topic is not None:
+                s.validate("topic", compile_pattern, topic)
             consumer = s.required_text("consumer")
-            consumer_class = s.check("consumer", _consumer_class, consumer)
+            consumer_class = None
+            if consumer is not None:
+                consumer_class = s.validate("consumer", _consumer_class, consumer)
             qos = s.get("qos", 1, _qos)
-            routes.append(RouteConfig(topic, consumer, qos, _line(item) or 0, consumer_class))
+            routes.append(
+                RouteConfig(topic or "", consumer or "", qos, _line(item) or 0, consumer_class)
+            )
         return tuple(routes)
 
     def read_limits(self, s: _Section) -> LimitsConfig:

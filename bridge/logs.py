@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "configure_logging", "plural"]
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -41,3 +41,8 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
         # amqtt and transitions narrate every packet at INFO.
         for name in ("amqtt", "transitions", "asyncio"):
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 route"``, ``"2 routes"``: for messages people read."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -32,6 +32,7 @@ from .deadletter import dead_letter_record
 from .events import InvalidEvent, validate_publish, validate_subscribe
 from .instances import AckToken, AckTracker, Instance
 from .intake import PublishIntake
+from .logs import plural
 from .routing import Route, TopicRouter, find_topic_router
 from .subscriptions import DynamicSubscriptions
 from .topics import shared_filter
@@ -237,9 +238,9 @@ class Server:
             self.client.unsubscribe(marker)
         self.ready.set()
         logger.info(
-            "bridge ready: %d routes, %d subscriptions, broker %s",
-            len(self.router.routes) if self.router else 0,
-            len(self.client.subscriptions),
+            "bridge ready: %s, %s, broker %s",
+            plural(len(self.router.routes) if self.router else 0, "route"),
+            plural(len(self.client.subscriptions), "subscription"),
             self.client.broker,
         )
 

@@ -31,6 +31,8 @@ __all__ = [
 MAX_TOPIC_BYTES = 65535
 
 _PARAM = re.compile(r"^\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<conv>[A-Za-z]+))?\}$")
+# Django's path syntax, <name> or <conv:name>, which people write here from habit.
+_DJANGO_PARAM = re.compile(r"^<(?:(?P<conv>[A-Za-z]+):)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)>$")
 
 
 class TopicError(ValueError):
@@ -115,6 +117,31 @@ class TopicPattern:
         return None if m is None else m.groupdict("")
 
 
+def _refuse_common_mistakes(pattern: str) -> None:
+    """Patterns that are valid filters but almost never what was meant: say what was."""
+    if pattern.startswith("/") and pattern != "/":
+        raise TopicError(
+            f"route pattern {pattern!r}: a leading '/' makes an empty first level, which "
+            f"topics rarely have; did you mean {pattern.lstrip('/')!r}? (for topics that do "
+            f"begin with '/', write '+{pattern}')"
+        )
+    levels = pattern.split("/")
+    fixed = []
+    for level in levels:
+        django = _DJANGO_PARAM.match(level)
+        if django is None:
+            fixed.append(level)
+        elif django["conv"] == "path":
+            fixed.append(f"{{{django['name']}:path}}")
+        else:
+            fixed.append(f"{{{django['name']}}}")
+    if fixed != levels:
+        raise TopicError(
+            f"route pattern {pattern!r}: parameters are written in braces here, not in angle "
+            f"brackets as in Django URLs; did you mean {'/'.join(fixed)!r}?"
+        )
+
+
 def compile_pattern(pattern: str) -> TopicPattern:
     """Compile a route pattern; raise :class:`TopicError` naming what is wrong."""
     _check_common(pattern, "route pattern")
@@ -123,6 +150,7 @@ def compile_pattern(pattern: str) -> TopicPattern:
             f"route pattern {pattern!r}: write the plain filter and set broker.shared_group "
             "to share routes across bridges"
         )
+    _refuse_common_mistakes(pattern)
     levels = pattern.split("/")
     filter_levels: list[str] = []
     regex_parts: list[str] = []

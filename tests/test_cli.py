@@ -288,3 +288,23 @@ def test_check_does_not_print_the_redis_password(tmp_path):
     status, out, err = run_cli("check", "--config", path)
     assert status == 0, err
     assert "s3cret" not in out and "redis://" in out
+
+
+def test_check_prints_every_error_on_its_own_line(tmp_path):
+    path = write_config(
+        tmp_path, "broker:\n  keepalive: abc\nroutes:\n  - topic: /a/{id}\n    consumer: x.y:Z\n"
+    )
+    status, out, err = run_cli("check", "--config", path)
+    assert status == 2 and out == ""
+    lines = err.splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"error: {path}:") for line in lines)
+    assert "broker.keepalive" in lines[0]
+    assert "routes[0].topic" in lines[1] and "did you mean 'a/{id}'?" in lines[1]
+    assert "routes[0].consumer" in lines[2]
+
+
+def test_check_says_1_route_not_1_routes(tmp_path):
+    status, out, err = run_cli("check", "--config", write_config(tmp_path, ROUTE_YAML))
+    assert status == 0, err
+    assert ", 1 route, " in out
+

@@ -1142,3 +1142,57 @@ def test_yaml_examples_in_the_docs_load(pki: Path) -> None:
         "StatusConsumer",
     ]
     assert [route.qos for route in parse_config(blocks[1], "config.md").routes] == [2, 0]
+
+
+# --- every mistake at once ---------------------------------------------------------------------
+
+
+def test_every_mistake_in_a_file_is_reported_at_once_in_line_order() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(
+            """
+            broker:
+              urll: mqtt://localhost
+              keepalive: abc
+            routes:
+              - topic: a/<id>
+                consumer: tests.config_targets:ExampleConsumer
+              - topic: b/{id}
+                consumer: tests.config_targets:NoSuchConsumer
+            limits:
+              max_instances: 0
+            """
+        )
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "config.yaml:2: broker.urll: unknown key; did you mean 'url'?",
+        "config.yaml:3: broker.keepalive: expected an integer, got 'abc'",
+        "config.yaml:5: routes[0].topic: route pattern 'a/<id>': parameters are written in "
+        "braces here, not in angle brackets as in Django URLs; did you mean 'a/{id}'?",
+        "config.yaml:8: routes[1].consumer: module 'tests.config_targets' has no attribute "
+        "'NoSuchConsumer'",
+        "config.yaml:10: limits.max_instances: must be at least 1, got 0",
+    ]
+    # The first error still answers as a single one did.
+    assert (info.value.line, info.value.key) == (2, "broker.urll")
+    assert [e.line for e in info.value.errors] == [2, 3, 5, 8, 10]
+
+
+def test_a_rule_over_several_keys_stays_quiet_about_a_key_that_was_already_wrong() -> None:
+    # protocol is wrong, so session_expiry's "only MQTT 5" rule would judge a stand-in value.
+    message = error(
+        """
+        broker:
+          url: mqtt://localhost
+          protocol: "7"
+          session_expiry: 60
+        """
+    )
+    assert message == "config.yaml:3: broker.protocol: expected '3.1.1' or '5', got '7'"
+
+
+def test_several_errors_survive_pickling() -> None:
+    with pytest.raises(ConfigError) as info:
+        load("broker:\n  keepalive: x\n  clean_start: 3\n")
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert str(copy) == str(info.value) and len(copy.errors) == 2

@@ -93,3 +93,25 @@ def test_valid_filters(topic_filter):
 def test_invalid_filters(topic_filter):
     with pytest.raises(TopicError):
         validate_filter(topic_filter)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "suggestion"),
+    [
+        ("home/<room>/temp", "did you mean 'home/{room}/temp'?"),
+        ("a/<int:pk>/b", "did you mean 'a/{pk}/b'?"),
+        ("logs/<path:rest>", "did you mean 'logs/{rest:path}'?"),
+        ("/sensors/{device_id}/temp", "did you mean 'sensors/{device_id}/temp'?"),
+    ],
+)
+def test_django_style_and_leading_slash_patterns_get_a_suggestion(pattern, suggestion):
+    with pytest.raises(TopicError) as info:
+        compile_pattern(pattern)
+    assert str(info.value).startswith(f"route pattern {pattern!r}: ")
+    assert suggestion in str(info.value)
+
+
+def test_topics_that_really_begin_with_a_slash_can_still_be_routed():
+    # The leading-slash message offers '+/...' for devices that do publish such topics.
+    pattern = compile_pattern("+/sensors/{device_id}")
+    assert pattern.match("/sensors/t1") == {"device_id": "t1"}
