@@ -5,23 +5,28 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
+# `make run` installs only what the bridge needs; the test tools come with `make test`.
 $(BIN)/mqttbridge: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/mqttbridge pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
 run: $(BIN)/mqttbridge  ## embedded broker + bridge + example routes + three simulated devices
 	$(BIN)/mqttbridge run --config config.yaml --demo
 
-test: $(BIN)/mqttbridge  ## unit and integration tests (private Mosquitto and Redis processes)
+test: $(VENV)/.test-deps  ## unit and integration tests (private Mosquitto and Redis processes)
 	$(BIN)/pytest -q
 
-lint: $(BIN)/mqttbridge
+lint: $(VENV)/.test-deps
 	$(BIN)/ruff check bridge consumers devices tests bench
 	$(BIN)/mypy
 
-bench: $(BIN)/mqttbridge  ## the benchmarks recorded in docs/benchmarks.md
+bench: $(VENV)/.test-deps  ## the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python -m bench
 
 clean:

@@ -3,6 +3,7 @@
     import bridge
     bridge.publish("devices/t1/cmd", b"on")                  # sync (Django views, tasks)
     await bridge.apublish("devices/t1/cmd", "on", confirm=True)  # waits for the broker's PUBACK
+    bridge.publish_json("devices/t1/cmd", {"fan": "on"})     # JSON, as JsonMqttConsumer sends it
 
 The request travels over the channel layer to the channel ``mqtt.publish`` (configurable), which
 every bridge reads. A normal (non-``!``) channel delivers each message to one reader, so with the
@@ -12,6 +13,7 @@ Redis layer and several bridges each request is published once.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -19,7 +21,7 @@ from asgiref.sync import async_to_sync
 
 from .events import InvalidEvent, validate_publish
 
-__all__ = ["PublishError", "apublish", "configure", "publish"]
+__all__ = ["PublishError", "apublish", "apublish_json", "configure", "publish", "publish_json"]
 
 DEFAULT_CHANNEL = "mqtt.publish"
 _state: dict[str, Any] = {"channel": DEFAULT_CHANNEL, "max_payload": 256 * 1024}
@@ -111,3 +113,13 @@ def publish(
         timeout=timeout,
         channel=channel,
     )
+
+
+async def apublish_json(topic: str, content: Any, qos: int = 1, **kwargs: Any) -> None:
+    """:func:`apublish` ``content`` encoded as JSON, the way ``JsonMqttConsumer`` encodes it."""
+    await apublish(topic, json.dumps(content, ensure_ascii=False), qos, **kwargs)
+
+
+def publish_json(topic: str, content: Any, qos: int = 1, **kwargs: Any) -> None:
+    """Synchronous :func:`apublish_json`, for Django views and tasks."""
+    async_to_sync(apublish_json)(topic, content, qos, **kwargs)

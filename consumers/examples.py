@@ -2,7 +2,8 @@
 
 * ``TemperatureConsumer`` — one instance per device on ``sensors/{device_id}/temperature``:
   decodes JSON readings, switches the device's fan through ``devices/{device_id}/commands``, and
-  forwards every reading to the ``telemetry`` group (a WebSocket dashboard consumer joins it).
+  forwards every reading to the ``telemetry`` group, which any consumer of yours (a WebSocket
+  consumer feeding a dashboard, say) can join to see readings live.
   Django code can command a device with
   ``group_send("device.<id>", {"type": "device.command", "command": {...}})``.
 * ``StatusConsumer`` — logs devices going online and offline (``devices/{device_id}/status``).

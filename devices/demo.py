@@ -1,4 +1,4 @@
-"""A few simulated devices for the README's demo (the full simulator is ``devices.simulator``).
+"""A few simulated devices for the README's demo, on one MQTT connection.
 
 Each device publishes ``devices/<id>/status`` ("online", retained), a JSON temperature reading
 on ``sensors/<id>/temperature`` every ``interval`` seconds (a slow sine wave, so fans switch),

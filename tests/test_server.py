@@ -252,6 +252,22 @@ async def test_publish_from_the_channel_layer_with_confirm(mosquitto, run_bridge
             await bridge.apublish("cmd/#", b"no")
 
 
+async def test_publish_json_from_the_channel_layer_sends_json(mosquitto, run_bridge):
+    import bridge
+
+    await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as listener:
+        listener.subscribe("cmd/#", qos=1)
+        await bridge.apublish_json("cmd/json", {"fan": "on", "°C": 26.1}, confirm=True)
+        message = await next_message(listener)
+        assert message.topic == "cmd/json"
+        assert json.loads(message.payload) == {"fan": "on", "°C": 26.1}
+        # The hint a dict payload gives names a function that exists.
+        with pytest.raises(bridge.PublishError, match="or use publish_json"):
+            await bridge.apublish("cmd/x", {"fan": "on"})  # type: ignore[arg-type]
+        assert callable(bridge.publish_json)
+
+
 async def test_shared_group_splits_messages_between_bridges(mosquitto, run_bridge):
     # Parsed twice: each bridge gets its own generated client id, as two processes would.
     first = await run_bridge(
