@@ -42,8 +42,10 @@ class CommandLineInterface:
         parser = argparse.ArgumentParser(
             prog="mqttbridge",
             description="The MQTT protocol server for Django Channels.",
+            # Keeps --version on one line, as scripts and bug reports want it.
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        parser.add_argument("--version", action="version", version=f"mqttbridge {__version__}")
+        parser.add_argument("--version", action="version", version=_version_line())
         commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
         run = commands.add_parser("run", help="run the bridge")
@@ -215,6 +217,21 @@ class CommandLineInterface:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+def _version_line() -> str:
+    """What a bug report needs: ours, and the versions of what we build on (as uvicorn does)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = []
+    for name in ("paho-mqtt", "channels", "channels-redis", "redis", "amqtt", "Django"):
+        try:
+            parts.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            parts.append(f"{name} missing")
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"mqttbridge {__version__} ({', '.join(parts)}; {python} on {platform.system()})"
 
 
 def _as_asgi(consumer: Any) -> Any:

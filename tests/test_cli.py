@@ -308,3 +308,18 @@ def test_check_says_1_route_not_1_routes(tmp_path):
     assert status == 0, err
     assert ", 1 route, " in out
 
+
+def test_version_names_ours_and_the_libraries_a_bug_report_needs():
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "40"},
+    )
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert "\n" not in line  # one line, whatever the terminal width
+    assert line.startswith("mqttbridge 0.1.0 (paho-mqtt 2.")
+    for name in ("channels ", "channels-redis ", "redis ", "amqtt ", "Django ", "CPython 3."):
+        assert name in line, line
