@@ -29,7 +29,7 @@ from . import properties as props_
 from .client import MqttClient, OutboundQueueFull
 from .config import Config
 from .deadletter import dead_letter_record
-from .events import InvalidEvent, validate_publish, validate_subscribe
+from .events import InvalidEvent, validate_dead_letter, validate_publish, validate_subscribe
 from .instances import AckToken, AckTracker, Instance
 from .intake import PublishIntake
 from .routing import Route, TopicRouter, find_topic_router
@@ -563,6 +563,11 @@ class Server:
         elif kind == "mqtt.usub":
             topic_filter, _ = validate_subscribe(event.get("mqtt"), need_qos=False)
             self._drop_dynamic(inst, topic_filter)
+        elif kind == "mqtt.dead_letter":
+            current = inst.current
+            error = validate_dead_letter(event.get("mqtt"), current[0] if current else None)
+            assert current is not None
+            self._refused_by_app(inst, current[0]["mqtt"], error)
         elif kind == "mqttasgi.worker.spawn":
             self._spawn_worker(inst, event.get("command") or {})
         elif kind == "mqttasgi.worker.kill":
@@ -570,8 +575,24 @@ class Server:
         else:
             raise InvalidEvent(
                 f"unknown event type {kind!r}: an mqtt application may send 'mqtt.pub', "
-                "'mqtt.sub' or 'mqtt.usub'"
+                "'mqtt.sub', 'mqtt.usub' or 'mqtt.dead_letter'"
             )
+
+    def _refused_by_app(self, inst: Instance, message: dict[str, Any], error: str) -> None:
+        """The application refused the message it is handling as bad input (mqtt.dead_letter):
+        record it; it is acknowledged once the handler returns, and the instance lives on."""
+        self.stats["dead_lettered_by_app"] += 1
+        topic = message["topic"]
+        params = _instance_params(inst)
+        logger.warning(
+            "dead-lettered message on %s for %s%s: %s",
+            topic,
+            inst.label,
+            f" ({params})" if params else "",
+            error,
+            extra=_instance_fields(inst, topic),
+        )
+        self.dead_letter(topic, message["payload"], error, consumer=inst.label)
 
     def _drop_dynamic(self, inst: Instance, topic_filter: str) -> None:
         self.dynamic.drop(None if self._stopping else self.client, inst, topic_filter)
@@ -607,6 +628,30 @@ class Server:
         worker = self.instances.get(("app", command.get("app_id")))
         if worker is not None:
             self._close_instance(worker, "killed by master")
+
+
+def _log_fields(**fields: Any) -> dict[str, Any]:
+    """``extra=`` for a log line about a message: JSON logs show each field as a key."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _instance_fields(inst: Instance, topic: str | None = None) -> dict[str, Any]:
+    route = inst.scope.get("topic_route")
+    return _log_fields(
+        topic=topic,
+        route=route["pattern"] if route else None,
+        route_kwargs=route["kwargs"] if route else None,
+        consumer=inst.label,
+        app_id=inst.app_id,
+    )
+
+
+def _instance_params(inst: Instance) -> str:
+    """Which instance, for people: ``device_id=t1``, or ``app_id=0`` for the master."""
+    route = inst.scope.get("topic_route")
+    if route:
+        return ", ".join(f"{name}={value}" for name, value in route["kwargs"].items())
+    return f"app_id={inst.app_id!r}" if inst.app_id is not None else ""
 
 
 def _label(app: Any) -> str:
