@@ -299,7 +299,9 @@ class Server:
                         delivered = True
         if not delivered:
             self.stats["unrouted"] += 1
-            logger.debug("no route or subscription for topic %r; acknowledged", topic)
+            logger.debug(
+                "no route or subscription for topic %r; acknowledged", topic, extra={"topic": topic}
+            )
         if token is not None:
             self.acks.settle(token)
 
@@ -312,7 +314,12 @@ class Server:
         """Refuse a message: log, record it on the dead-letter topic, acknowledge it."""
         self.stats["rejected"] += 1
         shown = topic if topic is not None else repr(message._topic)  # raw bytes
-        logger.warning("rejected message on %s: %s", shown, reason)
+        logger.warning(
+            "rejected and dead-lettered message on %s: %s",
+            shown,
+            reason,
+            extra=self._route_fields(topic),
+        )
         self.dead_letter(topic, None, reason, payload_size=len(message.payload))
         if message.qos:
             # Through the tracker: acknowledgements keep arrival order (MQTT 4.6).
@@ -341,7 +348,21 @@ class Server:
         try:
             self.client.publish(self.config.dead_letter_topic, data, 1, False)
         except OutboundQueueFull:
-            logger.error("dead-letter record lost, outbound queue full: %s", data.decode())
+            logger.error(
+                "dead-letter record lost, outbound queue full: %s",
+                data.decode(),
+                extra=_log_fields(topic=topic, consumer=consumer),
+            )
+
+    def _route_fields(self, topic: str | None) -> dict[str, Any]:
+        """Log fields for a message no instance holds: the route it would have gone to."""
+        matched = self.router.match(topic) if self.router is not None and topic else None
+        if matched is None:
+            return _log_fields(topic=topic)
+        route, kwargs = matched
+        return _log_fields(
+            topic=topic, route=route.pattern.pattern, route_kwargs=kwargs, consumer=route.name
+        )
 
     def _backpressure(self, inst: Instance) -> None:
         assert self.client is not None
@@ -407,6 +428,7 @@ class Server:
                     "closing least recently used %r",
                     self.limits.max_instances,
                     key,
+                    extra=_instance_fields(inst),
                 )
                 self.stats["instances_evicted"] += 1
                 self._close_instance(inst, "instance limit reached")
@@ -427,7 +449,9 @@ class Server:
             await app(inst.scope, inst.receive, inst.send)
         except asyncio.CancelledError:
             cancelled = True
-            logger.warning("instance %s %r cancelled", inst.label, inst.key)
+            logger.warning(
+                "instance %s %r cancelled", inst.label, inst.key, extra=_instance_fields(inst)
+            )
         except Exception as exc:
             error = exc
         finally:
@@ -486,7 +510,9 @@ class Server:
                 if token is not None:
                     self.acks.release(token)  # the old instance's hold on it
         if inst.app_id == 0 and self.master_app is not None:
-            logger.error("the master application ended; restarting it in 1 s")
+            logger.error(
+                "the master application ended; restarting it in 1 s", extra=_instance_fields(inst)
+            )
             asyncio.get_running_loop().call_later(1.0, self._start_master)
 
     def _instance_crashed(
@@ -500,7 +526,7 @@ class Server:
         )
         topic = event["mqtt"]["topic"] if event is not None else None
         if topic is not None:
-            where = f"a message on {topic!r}"
+            where = f"a message on {topic!r} (dead-lettered)"
         elif from_layer:
             where = "a channel-layer event"
         else:
@@ -512,6 +538,7 @@ class Server:
             inst.key,
             where,
             exc_info=exc,
+            extra=_instance_fields(inst, topic),
         )
         if event is not None:
             self.dead_letter(
