@@ -299,9 +299,12 @@ class Server:
                         delivered = True
         if not delivered:
             self.stats["unrouted"] += 1
-            logger.debug(
-                "no route or subscription for topic %r; acknowledged", topic, extra={"topic": topic}
-            )
+            if logger.isEnabledFor(logging.DEBUG):  # no fields dict per message otherwise
+                logger.debug(
+                    "no route or subscription for topic %r; acknowledged",
+                    topic,
+                    extra={"topic": topic},
+                )
         if token is not None:
             self.acks.settle(token)
 
