@@ -103,3 +103,21 @@ async def test_dead_letter_events_are_checked_like_the_bridge_checks_them(consum
     await communicator.send_message("count/c1", b"{}")
     with pytest.raises(InvalidEvent, match=error):
         await communicator.wait(1)
+
+
+async def test_example_consumer_refuses_a_reading_without_celsius_and_keeps_its_fan_state():
+    communicator = MqttCommunicator(
+        TemperatureConsumer.as_asgi(),
+        "sensors/{device_id}/temperature",
+        topic="sensors/t1/temperature",
+    )
+    await communicator.connect()
+    await communicator.send_message("sensors/t1/temperature", b'{"celsius": 30}')
+    assert (await communicator.receive_publish())["payload"].startswith('{"fan": "on"')
+    await communicator.send_message("sensors/t1/temperature", b'{"kelvin": 300}')
+    dead_letter = await communicator.receive_dead_letter()
+    assert dead_letter == {"error": "a reading needs a number 'celsius', got keys ['kelvin']"}
+    # Still the instance that switched the fan on: no second "on" command.
+    await communicator.send_message("sensors/t1/temperature", b'{"celsius": 28}')
+    assert await communicator.receive_nothing()
+    await communicator.disconnect()
