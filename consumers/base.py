@@ -235,9 +235,10 @@ def publish_event(
     return {"type": "mqtt.pub", "mqtt": body}
 
 
-def dead_letter_event(error: str) -> dict[str, Any]:
+def dead_letter_event(refusal: InvalidPayload) -> dict[str, Any]:
     """The ``mqtt.dead_letter`` event: "record the message I am handling as refused"."""
-    return {"type": "mqtt.dead_letter", "mqtt": {"error": error}}
+    # The bridge wants a reason; a bare InvalidPayload() is still bad input, not a crash.
+    return {"type": "mqtt.dead_letter", "mqtt": {"error": str(refusal) or "invalid payload"}}
 
 
 _HANDLER_NAMES: dict[str, str] = {}
@@ -265,7 +266,7 @@ class MqttConsumer(_MqttRunner, AsyncConsumer):
             # with its state, takes the next one. A layer event has no message to record.
             if message["type"] != "mqtt.msg":
                 raise
-            await self.send(dead_letter_event(str(exc)))
+            await self.send(dead_letter_event(exc))
 
     # Protocol handlers.
 
@@ -350,7 +351,7 @@ class SyncMqttConsumer(_MqttRunner, SyncConsumer):
         except InvalidPayload as exc:
             if message["type"] != "mqtt.msg":  # as in MqttConsumer.dispatch
                 raise
-            self.send(dead_letter_event(str(exc)))
+            self.send(dead_letter_event(exc))
 
     def mqtt_connect(self, event: dict[str, Any]) -> None:
         self.connect()

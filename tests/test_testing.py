@@ -4,6 +4,7 @@ import pytest
 
 from bridge.events import InvalidEvent
 from bridge.testing import MqttCommunicator
+from consumers import InvalidPayload
 from consumers.examples import TemperatureConsumer
 from tests import apps
 
@@ -120,4 +121,19 @@ async def test_example_consumer_refuses_a_reading_without_celsius_and_keeps_its_
     # Still the instance that switched the fan on: no second "on" command.
     await communicator.send_message("sensors/t1/temperature", b'{"celsius": 28}')
     assert await communicator.receive_nothing()
+    await communicator.disconnect()
+
+
+class _BareInvalidPayload(apps.CountingJson):
+    async def receive_json(self, content, message):
+        raise InvalidPayload()
+
+
+async def test_invalid_payload_without_a_message_is_still_dead_lettered_not_a_crash():
+    communicator = MqttCommunicator(
+        _BareInvalidPayload.as_asgi(), "count/{device_id}", topic="count/c1"
+    )
+    await communicator.connect()
+    await communicator.send_message("count/c1", b"{}")
+    assert await communicator.receive_dead_letter() == {"error": "invalid payload"}
     await communicator.disconnect()
