@@ -14,7 +14,14 @@ from paho.mqtt.properties import Properties
 from . import properties as props_
 from .topics import TopicError, validate_filter, validate_publish_topic
 
-__all__ = ["InvalidEvent", "Publish", "validate_publish", "validate_qos", "validate_subscribe"]
+__all__ = [
+    "InvalidEvent",
+    "Publish",
+    "validate_dead_letter",
+    "validate_publish",
+    "validate_qos",
+    "validate_subscribe",
+]
 
 
 class InvalidEvent(ValueError):
@@ -91,3 +98,19 @@ def validate_subscribe(body: Any, *, need_qos: bool) -> tuple[str, int]:
     assert isinstance(topic, str)
     qos = validate_qos(body.get("qos", 1)) if need_qos else 0
     return topic, qos
+
+
+def validate_dead_letter(body: Any, handling: dict[str, Any] | None) -> str:
+    """Check an ``mqtt.dead_letter`` body sent while ``handling`` was the application's latest
+    event (None once it asked for the next); return the error to record."""
+    if handling is None or handling.get("type") != "mqtt.msg":
+        raise InvalidEvent(
+            "mqtt.dead_letter is allowed only while handling an 'mqtt.msg' event (before "
+            "receive() is called again): it records that message"
+        )
+    if not isinstance(body, dict):
+        raise InvalidEvent(f"dead-letter event needs an 'mqtt' dict, got {type(body).__name__}")
+    error = body.get("error")
+    if not isinstance(error, str) or not error:
+        raise InvalidEvent(f"mqtt.dead_letter's 'error' must be a non-empty str, got {error!r}")
+    return error

@@ -13,8 +13,22 @@ __all__ = ["JsonFormatter", "configure_logging", "plural"]
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
+# What every LogRecord has; any other attribute came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time``, ``level``, ``logger``, ``message``, ``exception``
+    if any, and each ``extra=`` field as its own key.
+
+    A line about a message carries ``topic``, ``route``, ``route_kwargs`` and ``consumer``
+    (``app_id`` for the master and workers), so a log store can select one device's lines
+    without parsing the text.
+    """
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -25,6 +39,9 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES:
+                entry.setdefault(key, value)
         return json.dumps(entry, default=str)
 
 

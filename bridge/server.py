@@ -29,7 +29,7 @@ from . import properties as props_
 from .client import MqttClient, OutboundQueueFull
 from .config import Config
 from .deadletter import dead_letter_record
-from .events import InvalidEvent, validate_publish, validate_subscribe
+from .events import InvalidEvent, validate_dead_letter, validate_publish, validate_subscribe
 from .instances import AckToken, AckTracker, Instance
 from .intake import PublishIntake
 from .logs import plural
@@ -300,7 +300,12 @@ class Server:
                         delivered = True
         if not delivered:
             self.stats["unrouted"] += 1
-            logger.debug("no route or subscription for topic %r; acknowledged", topic)
+            if logger.isEnabledFor(logging.DEBUG):  # no fields dict per message otherwise
+                logger.debug(
+                    "no route or subscription for topic %r; acknowledged",
+                    topic,
+                    extra={"topic": topic},
+                )
         if token is not None:
             self.acks.settle(token)
 
@@ -313,7 +318,12 @@ class Server:
         """Refuse a message: log, record it on the dead-letter topic, acknowledge it."""
         self.stats["rejected"] += 1
         shown = topic if topic is not None else repr(message._topic)  # raw bytes
-        logger.warning("rejected message on %s: %s", shown, reason)
+        logger.warning(
+            "rejected and dead-lettered message on %s: %s",
+            shown,
+            reason,
+            extra=self._route_fields(topic),
+        )
         self.dead_letter(topic, None, reason, payload_size=len(message.payload))
         if message.qos:
             # Through the tracker: acknowledgements keep arrival order (MQTT 4.6).
@@ -342,7 +352,21 @@ class Server:
         try:
             self.client.publish(self.config.dead_letter_topic, data, 1, False)
         except OutboundQueueFull:
-            logger.error("dead-letter record lost, outbound queue full: %s", data.decode())
+            logger.error(
+                "dead-letter record lost, outbound queue full: %s",
+                data.decode(),
+                extra=_log_fields(topic=topic, consumer=consumer),
+            )
+
+    def _route_fields(self, topic: str | None) -> dict[str, Any]:
+        """Log fields for a message no instance holds: the route it would have gone to."""
+        matched = self.router.match(topic) if self.router is not None and topic else None
+        if matched is None:
+            return _log_fields(topic=topic)
+        route, kwargs = matched
+        return _log_fields(
+            topic=topic, route=route.pattern.pattern, route_kwargs=kwargs, consumer=route.name
+        )
 
     def _backpressure(self, inst: Instance) -> None:
         assert self.client is not None
@@ -408,6 +432,7 @@ class Server:
                     "closing least recently used %r",
                     self.limits.max_instances,
                     key,
+                    extra=_instance_fields(inst),
                 )
                 self.stats["instances_evicted"] += 1
                 self._close_instance(inst, "instance limit reached")
@@ -428,7 +453,9 @@ class Server:
             await app(inst.scope, inst.receive, inst.send)
         except asyncio.CancelledError:
             cancelled = True
-            logger.warning("instance %s %r cancelled", inst.label, inst.key)
+            logger.warning(
+                "instance %s %r cancelled", inst.label, inst.key, extra=_instance_fields(inst)
+            )
         except Exception as exc:
             error = exc
         finally:
@@ -487,7 +514,9 @@ class Server:
                 if token is not None:
                     self.acks.release(token)  # the old instance's hold on it
         if inst.app_id == 0 and self.master_app is not None:
-            logger.error("the master application ended; restarting it in 1 s")
+            logger.error(
+                "the master application ended; restarting it in 1 s", extra=_instance_fields(inst)
+            )
             asyncio.get_running_loop().call_later(1.0, self._start_master)
 
     def _instance_crashed(
@@ -501,7 +530,7 @@ class Server:
         )
         topic = event["mqtt"]["topic"] if event is not None else None
         if topic is not None:
-            where = f"a message on {topic!r}"
+            where = f"a message on {topic!r} (dead-lettered)"
         elif from_layer:
             where = "a channel-layer event"
         else:
@@ -513,6 +542,7 @@ class Server:
             inst.key,
             where,
             exc_info=exc,
+            extra=_instance_fields(inst, topic),
         )
         if event is not None:
             self.dead_letter(
@@ -564,6 +594,11 @@ class Server:
         elif kind == "mqtt.usub":
             topic_filter, _ = validate_subscribe(event.get("mqtt"), need_qos=False)
             self._drop_dynamic(inst, topic_filter)
+        elif kind == "mqtt.dead_letter":
+            current = inst.current
+            error = validate_dead_letter(event.get("mqtt"), current[0] if current else None)
+            assert current is not None
+            self._refused_by_app(inst, current[0]["mqtt"], error)
         elif kind == "mqttasgi.worker.spawn":
             self._spawn_worker(inst, event.get("command") or {})
         elif kind == "mqttasgi.worker.kill":
@@ -571,8 +606,24 @@ class Server:
         else:
             raise InvalidEvent(
                 f"unknown event type {kind!r}: an mqtt application may send 'mqtt.pub', "
-                "'mqtt.sub' or 'mqtt.usub'"
+                "'mqtt.sub', 'mqtt.usub' or 'mqtt.dead_letter'"
             )
+
+    def _refused_by_app(self, inst: Instance, message: dict[str, Any], error: str) -> None:
+        """The application refused the message it is handling as bad input (mqtt.dead_letter):
+        record it; it is acknowledged once the handler returns, and the instance lives on."""
+        self.stats["dead_lettered_by_app"] += 1
+        topic = message["topic"]
+        params = _instance_params(inst)
+        logger.warning(
+            "dead-lettered message on %s for %s%s: %s",
+            topic,
+            inst.label,
+            f" ({params})" if params else "",
+            error,
+            extra=_instance_fields(inst, topic),
+        )
+        self.dead_letter(topic, message["payload"], error, consumer=inst.label)
 
     def _drop_dynamic(self, inst: Instance, topic_filter: str) -> None:
         self.dynamic.drop(None if self._stopping else self.client, inst, topic_filter)
@@ -608,6 +659,30 @@ class Server:
         worker = self.instances.get(("app", command.get("app_id")))
         if worker is not None:
             self._close_instance(worker, "killed by master")
+
+
+def _log_fields(**fields: Any) -> dict[str, Any]:
+    """``extra=`` for a log line about a message: JSON logs show each field as a key."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _instance_fields(inst: Instance, topic: str | None = None) -> dict[str, Any]:
+    route = inst.scope.get("topic_route")
+    return _log_fields(
+        topic=topic,
+        route=route["pattern"] if route else None,
+        route_kwargs=route["kwargs"] if route else None,
+        consumer=inst.label,
+        app_id=inst.app_id,
+    )
+
+
+def _instance_params(inst: Instance) -> str:
+    """Which instance, for people: ``device_id=t1``, or ``app_id=0`` for the master."""
+    route = inst.scope.get("topic_route")
+    if route:
+        return ", ".join(f"{name}={value}" for name, value in route["kwargs"].items())
+    return f"app_id={inst.app_id!r}" if inst.app_id is not None else ""
 
 
 def _label(app: Any) -> str:

@@ -13,7 +13,9 @@ WebSockets::
     await communicator.disconnect()
 
 What the consumer sends is checked exactly as the bridge checks it, so an invalid publish fails
-the test with the bridge's error message instead of passing here and failing in production.
+the test with the bridge's error message instead of passing here and failing in production. A
+message the consumer refuses as bad input (``InvalidPayload``) comes out as an
+``mqtt.dead_letter`` event: ``await communicator.receive_dead_letter()`` returns its body.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
 
-from .events import validate_publish, validate_subscribe
+from .events import validate_dead_letter, validate_publish, validate_subscribe
 from .topics import compile_pattern
 from .typing import ASGI_SPEC_VERSION
 
@@ -38,15 +40,28 @@ class _CheckedApp:
         self.max_payload_bytes = max_payload_bytes
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # The event the application is handling: the latest receive() returned, as the bridge
+        # keeps it, for mqtt.dead_letter.
+        handling: dict[str, Any] | None = None
+
+        async def tracked_receive() -> dict[str, Any]:
+            nonlocal handling
+            handling = None
+            event: dict[str, Any] = await receive()
+            handling = event
+            return event
+
         async def checked_send(event: dict[str, Any]) -> None:
             kind = event.get("type")
             if kind == "mqtt.pub":
                 validate_publish(event.get("mqtt"), self.max_payload_bytes)
             elif kind in ("mqtt.sub", "mqtt.usub"):
                 validate_subscribe(event.get("mqtt"), need_qos=kind == "mqtt.sub")
+            elif kind == "mqtt.dead_letter":
+                validate_dead_letter(event.get("mqtt"), handling)
             await send(event)
 
-        await self.application(scope, receive, checked_send)
+        await self.application(scope, tracked_receive, checked_send)
 
 
 class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
@@ -133,6 +148,15 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
         event = await self.receive_output(timeout)
         if event.get("type") != "mqtt.sub":
             raise AssertionError(f"expected an mqtt.sub event, got {event!r}")
+        body: dict[str, Any] = event["mqtt"]
+        return body
+
+    async def receive_dead_letter(self, timeout: float = 1) -> dict[str, Any]:
+        """The next ``mqtt.dead_letter`` body (``{"error": ...}``): the application refused the
+        message it was handling as bad input, and the bridge would record it and carry on."""
+        event = await self.receive_output(timeout)
+        if event.get("type") != "mqtt.dead_letter":
+            raise AssertionError(f"expected an mqtt.dead_letter event, got {event!r}")
         body: dict[str, Any] = event["mqtt"]
         return body
 

@@ -12,6 +12,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 __all__ = [
     "ASGI_SPEC_VERSION",
     "MqttConnectEvent",
+    "MqttDeadLetterEvent",
     "MqttDisconnectEvent",
     "MqttMessage",
     "MqttMessageEvent",
@@ -103,6 +104,17 @@ class _UnsubscribeBody(TypedDict):
 class MqttUnsubscribeEvent(TypedDict):
     type: Literal["mqtt.usub"]
     mqtt: _UnsubscribeBody
+
+
+class _DeadLetterBody(TypedDict):
+    error: str
+
+
+class MqttDeadLetterEvent(TypedDict):
+    """Sent while handling an ``mqtt.msg``: record that message as refused, keep the instance."""
+
+    type: Literal["mqtt.dead_letter"]
+    mqtt: _DeadLetterBody
 
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -41,7 +41,13 @@ _LAYER_RETRY_MAX = 2.0
 
 
 class InvalidPayload(ValueError):
-    """A message payload could not be decoded (e.g. not JSON for a JsonMqttConsumer)."""
+    """A message's payload is bad input: not JSON for a ``JsonMqttConsumer``, or whatever a
+    ``decode_json`` override, ``receive`` or ``receive_json`` refuses by raising it.
+
+    Raised while handling an MQTT message, it does not end the instance: the consumer sends
+    ``mqtt.dead_letter`` with the exception's text, the bridge records the message on the
+    dead-letter topic and acknowledges it, and the next message reaches the same consumer.
+    """
 
 
 class _MqttRunner:
@@ -229,6 +235,12 @@ def publish_event(
     return {"type": "mqtt.pub", "mqtt": body}
 
 
+def dead_letter_event(refusal: InvalidPayload) -> dict[str, Any]:
+    """The ``mqtt.dead_letter`` event: "record the message I am handling as refused"."""
+    # The bridge wants a reason; a bare InvalidPayload() is still bad input, not a crash.
+    return {"type": "mqtt.dead_letter", "mqtt": {"error": str(refusal) or "invalid payload"}}
+
+
 _HANDLER_NAMES: dict[str, str] = {}
 
 
@@ -247,7 +259,14 @@ class MqttConsumer(_MqttRunner, AsyncConsumer):
         handler = getattr(self, _handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']!r}")
-        await handler(message)
+        try:
+            await handler(message)
+        except InvalidPayload as exc:
+            # Bad input, not a crash: the bridge records the message and this instance,
+            # with its state, takes the next one. A layer event has no message to record.
+            if message["type"] != "mqtt.msg":
+                raise
+            await self.send(dead_letter_event(exc))
 
     # Protocol handlers.
 
@@ -311,7 +330,7 @@ class JsonMqttConsumer(MqttConsumer):
         try:
             return json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidPayload(f"payload is not valid JSON: {exc}") from exc
+            raise InvalidPayload(f"invalid JSON: {exc}") from None
 
     @classmethod
     async def encode_json(cls, content: Any) -> str:
@@ -327,7 +346,12 @@ class SyncMqttConsumer(_MqttRunner, SyncConsumer):
         handler = getattr(self, _handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']!r}")
-        handler(message)
+        try:
+            handler(message)
+        except InvalidPayload as exc:
+            if message["type"] != "mqtt.msg":  # as in MqttConsumer.dispatch
+                raise
+            self.send(dead_letter_event(exc))
 
     def mqtt_connect(self, event: dict[str, Any]) -> None:
         self.connect()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .base import JsonMqttConsumer, MqttConsumer
+from .base import InvalidPayload, JsonMqttConsumer, MqttConsumer
 
 __all__ = ["StatusConsumer", "TemperatureConsumer"]
 
@@ -32,7 +32,7 @@ class TemperatureConsumer(JsonMqttConsumer):
         logger.info("device %s: first reading, instance started", self.device_id)
 
     async def receive_json(self, content: Any, message: dict[str, Any]) -> None:
-        celsius = float(content["celsius"])
+        celsius = _celsius(content)
         logger.info("device %s: %.1f °C", self.device_id, celsius)
         if celsius > self.fan_on_above and not self.fan_on:
             self.fan_on = True
@@ -56,6 +56,20 @@ class TemperatureConsumer(JsonMqttConsumer):
 
     async def disconnect(self) -> None:
         logger.info("device %s: instance closed", self.device_id)
+
+
+def _celsius(content: Any) -> float:
+    """The reading's temperature. Anything else is bad input: dead-lettered, and the instance
+    keeps its fan state (a KeyError would crash it and a fresh one would start with the fan
+    "off")."""
+    if not isinstance(content, dict):
+        raise InvalidPayload(f"a reading must be a JSON object, got {type(content).__name__}")
+    if "celsius" not in content:
+        raise InvalidPayload(f"a reading needs a number 'celsius', got keys {sorted(content)[:10]}")
+    value = content["celsius"]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidPayload(f"a reading's 'celsius' must be a number, got {type(value).__name__}")
+    return float(value)
 
 
 class StatusConsumer(MqttConsumer):

@@ -10,7 +10,7 @@ from typing import Any
 from channels.exceptions import StopConsumer
 from mqttasgi.consumers import MqttConsumer as MqttasgiConsumer
 
-from consumers import JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
+from consumers import InvalidPayload, JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
 
 # What every instance saw, in order: (instance number, event type, topic, payload).
 EVENTS: list[tuple[int, str, str | None, bytes | None]] = []
@@ -183,3 +183,43 @@ class SlowCrashingConsumer(SlowConsumer):
         if message["payload"] == b"crash":
             raise RuntimeError("crashed while behind")
         await super().receive(message)
+
+
+class CountingJson(JsonMqttConsumer):
+    """Counts its messages in ``self``: state a restarted instance would lose.
+
+    Records ``(id(self), "count", topic, b"<count>")`` per message handled.
+    """
+
+    async def connect(self) -> None:
+        self.count = 0
+        EVENTS.append((id(self), "connect", None, None))
+
+    async def receive_json(self, content: Any, message: dict[str, Any]) -> None:
+        self.count += 1
+        EVENTS.append((id(self), "count", message["topic"], str(self.count).encode()))
+
+
+class StrictJson(CountingJson):
+    """A ``decode_json`` override that accepts JSON objects only."""
+
+    @classmethod
+    async def decode_json(cls, payload: bytes) -> Any:
+        content = await super().decode_json(payload)
+        if not isinstance(content, dict):
+            raise InvalidPayload(f"expected a JSON object, got {type(content).__name__}")
+        return content
+
+
+class CountingSync(SyncMqttConsumer):
+    """CountingJson's sync twin: raw payloads, b"bad" is refused as bad input."""
+
+    def connect(self) -> None:
+        self.count = 0
+        EVENTS.append((id(self), "connect", None, None))
+
+    def receive(self, message: dict[str, Any]) -> None:
+        if message["payload"] == b"bad":
+            raise InvalidPayload("not a reading")
+        self.count += 1
+        EVENTS.append((id(self), "count", message["topic"], str(self.count).encode()))

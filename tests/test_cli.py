@@ -220,6 +220,57 @@ def test_run_with_embedded_broker_routes_messages(tmp_path, bridge_process):
     assert any(r["message"].startswith("bridge ready") for r in records)
 
 
+def test_json_log_lines_about_a_message_carry_its_topic_route_and_consumer(
+    mosquitto, tmp_path, bridge_process
+):
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: {mosquitto.url}\nlimits:\n  max_payload_bytes: 100\n"
+        "  max_instances: 2\n"
+        + ROUTE_YAML
+        + "  - topic: count/{device_id}\n    consumer: tests.apps:CountingJson\n",
+    )
+    bridge = bridge_process("--config", path, "--log-format", "json")
+    bridge.wait_for("bridge ready")
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("sensors/big/data", b"x" * 200, qos=1)  # rejected: too large
+        device.publish("sensors/p1/data", b"boom", qos=1)  # the handler raises
+        device.publish("count/c1", b"{oops", qos=1)  # not JSON
+        for _ in range(3):
+            device.next_message()  # its dead-letter record
+        # Two more devices: the third instance evicts count/c1 (max_instances: 2).
+        device.publish("sensors/e1/data", b"x", qos=1)
+        device.publish("sensors/e2/data", b"x", qos=1)
+        bridge.wait_for("instance limit 2 reached")
+    bridge.proc.send_signal(signal.SIGTERM)
+    assert bridge.proc.wait(15) == 0
+    records = [json.loads(line) for line in bridge.lines]  # every line is one JSON object
+    about = {
+        r["topic"] if "topic" in r else r["route_kwargs"]["device_id"]: r
+        for r in records
+        if "consumer" in r
+    }
+    recording = {"route": "sensors/{device_id}/data", "consumer": "tests.apps:RecordingConsumer"}
+    counting = {"route": "count/{device_id}", "consumer": "tests.apps:CountingJson"}
+    assert about["sensors/big/data"] == about["sensors/big/data"] | recording | {
+        "level": "WARNING",
+        "route_kwargs": {"device_id": "big"},
+    }
+    assert about["sensors/p1/data"] == about["sensors/p1/data"] | recording | {
+        "level": "ERROR",
+        "route_kwargs": {"device_id": "p1"},
+    }
+    assert "RuntimeError: boom requested" in about["sensors/p1/data"]["exception"]
+    assert about["count/c1"] == about["count/c1"] | counting | {
+        "level": "WARNING",
+        "route_kwargs": {"device_id": "c1"},
+    }
+    assert "exception" not in about["count/c1"]
+    assert about["c1"] == about["c1"] | counting | {"level": "WARNING"}  # evicted
+    assert about["c1"]["message"].startswith("instance limit 2 reached")
+
+
 def test_demo_shows_data_flowing(tmp_path, bridge_process):
     """The README's front door: config.yaml with --demo logs readings and commands."""
     port = free_port()

@@ -20,6 +20,7 @@ import pytest
 import bridge
 from bridge.client import OutboundQueueFull
 from bridge.config import parse_config
+from bridge.routing import topic
 from tests import apps
 from tests.bridge_fixtures import next_message, recording_route, wait_until
 from tests.services import PahoClient
@@ -448,6 +449,26 @@ async def test_a_poison_message_is_not_redelivered_to_a_persistent_session(mosqu
         with pytest.raises(AssertionError):
             await next_message(device, timeout=0.5)  # no second dead letter
     assert _handled().count(b"boom") == 1
+
+
+async def test_an_invalid_payload_is_acknowledged_not_redelivered_to_a_persistent_session(
+    mosquitto, run_bridge
+):
+    # The instance lives on after a bad payload, so the ack comes from its next receive().
+    extra = "  client_id: invalid-session\n  clean_start: false\n  session_expiry: 3600\n"
+    route = [topic("count/{device_id}", apps.CountingJson.as_asgi())]
+    first = await run_bridge(fault_config(mosquitto.url, extra), routes=route)
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish("count/c1", b"{oops", qos=1)
+        await next_message(device)  # dead-lettered
+        await wait_until(lambda: not first.acks, what="the bad message acknowledged")
+        await first.shutdown()
+        await run_bridge(fault_config(mosquitto.url, extra), routes=route)
+        device.publish("count/c1", b"{}", qos=1)
+        await wait_until(lambda: any(e[1] == "count" for e in apps.EVENTS), what="the next message")
+        with pytest.raises(AssertionError):
+            await next_message(device, timeout=0.5)  # no second dead letter
 
 
 async def test_the_brokers_receive_maximum_bounds_publishes_in_flight(

@@ -196,17 +196,70 @@ async def test_json_and_sync_consumers(mosquitto, run_bridge):
     assert (0, "json", "json/j1", b"{'celsius': 21.5}") in apps.EVENTS
 
 
-async def test_invalid_json_is_dead_lettered(mosquitto, run_bridge):
-    await run_bridge(
-        bridge_config(mosquitto.url),
-        routes=[topic("json/{device_id}", apps.JsonRecorder.as_asgi())],
+@pytest.mark.parametrize(
+    ("consumer", "bad", "error"),
+    [
+        (
+            apps.CountingJson,
+            b"{not json",
+            "invalid JSON: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)",
+        ),
+        (apps.StrictJson, b"[1, 2]", "expected a JSON object, got list"),
+        (apps.CountingSync, b"bad", "not a reading"),
+    ],
+    ids=["invalid-json", "decode_json-override", "sync-consumer"],
+)
+async def test_invalid_payload_is_dead_lettered_and_the_instance_keeps_its_state(
+    mosquitto, run_bridge, caplog, consumer, bad, error
+):
+    server = await run_bridge(
+        bridge_config(mosquitto.url), routes=[topic("count/{device_id}", consumer.as_asgi())]
     )
     with PahoClient(mosquitto.host, mosquitto.port) as device:
         device.subscribe("mqttbridge/dead-letter", qos=1)
-        device.publish("json/j1", b"{not json", qos=1)
+        for payload in (b"{}", bad, b"{}"):
+            device.publish("count/c1", payload, qos=1)
         record = json.loads((await next_message(device)).payload)
-    assert record["error"].startswith("InvalidPayload: payload is not valid JSON")
-    assert record["payload"] == "{not json"
+        await wait_until(
+            lambda: sum(e[1] == "count" for e in apps.EVENTS) == 2, what="the valid messages"
+        )
+    assert record["topic"] == "count/c1"
+    assert record["payload"] == bad.decode()
+    assert record["error"] == error
+    assert record["consumer"].endswith(consumer.__qualname__)
+    # One consumer object saw both valid messages: its state survived the bad one.
+    first = apps.EVENTS[0][0]
+    assert [(ident, kind, payload) for ident, kind, _, payload in apps.EVENTS] == [
+        (first, "connect", None),
+        (first, "count", b"1"),
+        (first, "count", b"2"),
+    ]
+    about_it = [r for r in caplog.records if "count/c1" in r.getMessage()]
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in about_it] == [
+        (
+            "WARNING",
+            f"dead-lettered message on count/c1 for {record['consumer']} (device_id=c1): {error}",
+            None,
+        )
+    ]
+    assert "Traceback" not in caplog.text
+    assert server.stats["instance_errors"] == 0 and server.stats["instances_started"] == 1
+    assert server.stats["dead_lettered_by_app"] == 1
+
+
+async def test_dead_letter_event_outside_a_message_is_an_invalid_event(mosquitto, run_bridge):
+    from bridge.events import InvalidEvent
+
+    server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.publish("sensors/i/data", b"x", qos=1)
+        await wait_until(lambda: _msgs(), what="instance")
+        inst = next(iter(server.instances.values()))
+        await wait_until(inst.idle, what="the message handled")
+    event = {"type": "mqtt.dead_letter", "mqtt": {"error": "late"}}
+    with pytest.raises(InvalidEvent, match=r"only while handling an 'mqtt\.msg'"):
+        server.handle_send(inst, event)
 
 
 async def test_mqttasgi_application_runs_unchanged(mosquitto, run_bridge):

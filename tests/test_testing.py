@@ -4,6 +4,7 @@ import pytest
 
 from bridge.events import InvalidEvent
 from bridge.testing import MqttCommunicator
+from consumers import InvalidPayload
 from consumers.examples import TemperatureConsumer
 from tests import apps
 
@@ -58,3 +59,81 @@ async def test_payload_over_the_limit_is_refused():
     await communicator.send_message("sync/a", b"12345")
     with pytest.raises(InvalidEvent, match="payload is 5 bytes, over the limit of 4"):
         await communicator.wait(1)
+
+
+async def test_invalid_payload_is_a_dead_letter_event_and_the_consumer_lives_on():
+    apps.reset()
+    communicator = MqttCommunicator(
+        apps.CountingJson.as_asgi(), "count/{device_id}", topic="count/c1"
+    )
+    await communicator.connect()
+    await communicator.send_message("count/c1", b"{}")
+    await communicator.send_message("count/c1", b"{oops")
+    dead_letter = await communicator.receive_dead_letter()
+    assert dead_letter == {
+        "error": "invalid JSON: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1)"
+    }
+    await communicator.send_message("count/c1", b"{}")
+    assert await communicator.receive_nothing()
+    counts = [(ident, payload) for ident, kind, _, payload in apps.EVENTS if kind == "count"]
+    assert counts == [(apps.EVENTS[0][0], b"1"), (apps.EVENTS[0][0], b"2")]
+    await communicator.disconnect()
+
+
+class _DeadLetterAtConnect(apps.CountingJson):
+    async def connect(self) -> None:
+        await self.send({"type": "mqtt.dead_letter", "mqtt": {"error": "too early"}})
+
+
+class _DeadLetterWithoutError(apps.CountingJson):
+    async def receive_json(self, content, message):
+        await self.send({"type": "mqtt.dead_letter", "mqtt": {"error": ""}})
+
+
+@pytest.mark.parametrize(
+    ("consumer", "error"),
+    [
+        (_DeadLetterAtConnect, "only while handling an 'mqtt.msg' event"),
+        (_DeadLetterWithoutError, "'error' must be a non-empty str, got ''"),
+    ],
+)
+async def test_dead_letter_events_are_checked_like_the_bridge_checks_them(consumer, error):
+    communicator = MqttCommunicator(consumer.as_asgi(), "count/{device_id}", topic="count/c1")
+    await communicator.send_input({"type": "mqtt.connect", "mqtt": {}})
+    await communicator.send_message("count/c1", b"{}")
+    with pytest.raises(InvalidEvent, match=error):
+        await communicator.wait(1)
+
+
+async def test_example_consumer_refuses_a_reading_without_celsius_and_keeps_its_fan_state():
+    communicator = MqttCommunicator(
+        TemperatureConsumer.as_asgi(),
+        "sensors/{device_id}/temperature",
+        topic="sensors/t1/temperature",
+    )
+    await communicator.connect()
+    await communicator.send_message("sensors/t1/temperature", b'{"celsius": 30}')
+    assert (await communicator.receive_publish())["payload"].startswith('{"fan": "on"')
+    await communicator.send_message("sensors/t1/temperature", b'{"kelvin": 300}')
+    dead_letter = await communicator.receive_dead_letter()
+    assert dead_letter == {"error": "a reading needs a number 'celsius', got keys ['kelvin']"}
+    # Still the instance that switched the fan on: no second "on" command.
+    await communicator.send_message("sensors/t1/temperature", b'{"celsius": 28}')
+    assert await communicator.receive_nothing()
+    await communicator.disconnect()
+
+
+class _BareInvalidPayload(apps.CountingJson):
+    async def receive_json(self, content, message):
+        raise InvalidPayload()
+
+
+async def test_invalid_payload_without_a_message_is_still_dead_lettered_not_a_crash():
+    communicator = MqttCommunicator(
+        _BareInvalidPayload.as_asgi(), "count/{device_id}", topic="count/c1"
+    )
+    await communicator.connect()
+    await communicator.send_message("count/c1", b"{}")
+    assert await communicator.receive_dead_letter() == {"error": "invalid payload"}
+    await communicator.disconnect()
