@@ -17,7 +17,7 @@ import os
 import re
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -60,6 +60,7 @@ __all__ = [
     "import_string",
     "load_config",
     "parse_config",
+    "resolve_consumers",
 ]
 
 # Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
@@ -166,6 +167,9 @@ class ChannelLayerConfig:
     url: str = "memory://"
     publish_channel: str = "mqtt.publish"
     group_expiry: int = 86400
+    # Whether the file set ``url``: inside a Django project the project's CHANNEL_LAYERS win,
+    # and a URL the user wrote deserves a warning that it is ignored; the default does not.
+    url_given: bool = field(default=False, compare=False)
 
     def __repr__(self) -> str:
         # A redis:// URL often carries the password: keep it out of logs and tracebacks.
@@ -198,8 +202,10 @@ class ChannelLayerConfig:
 class RouteConfig:
     """One entry of ``routes``: MQTT messages on ``topic`` go to ``consumer``.
 
-    ``consumer_class`` is the imported class; the loader fills it, so a bad import is reported
-    with the line of the route. ``line`` is the route's line in the file (0 if not from a file).
+    ``consumer_class`` is the imported class, filled by the loader or, when it was told not to
+    import (``import_consumers=False``), by :func:`resolve_consumers`; either way a bad import
+    is reported with the line of the route. ``line`` is the route's line in the file (0 if not
+    from a file); ``topic_line`` and ``consumer_line`` are those of its two keys.
     """
 
     topic: str
@@ -207,6 +213,8 @@ class RouteConfig:
     qos: int = 1
     line: int = 0
     consumer_class: type | None = field(default=None, compare=False, repr=False)
+    topic_line: int = field(default=0, compare=False, repr=False)
+    consumer_line: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -235,11 +243,16 @@ class Config:
 
 
 def load_config(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    import_consumers: bool = True,
 ) -> Config:
     """Read and validate the YAML file at ``path``; raise :class:`ConfigError` if it is wrong.
 
-    ``${VAR}`` references are looked up in ``environ`` (default: ``os.environ``).
+    ``${VAR}`` references are looked up in ``environ`` (default: ``os.environ``). With
+    ``import_consumers=False`` routes' consumers are not imported: set Django up first, then
+    call :func:`resolve_consumers` (consumer modules often import models).
     """
     source = os.fspath(path)
     try:
@@ -249,11 +262,15 @@ def load_config(
         raise ConfigError("file not found", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", source=source) from exc
-    return parse_config(text, source, environ=environ)
+    return parse_config(text, source, environ=environ, import_consumers=import_consumers)
 
 
 def parse_config(
-    text: str, source: str = "<string>", *, environ: Mapping[str, str] | None = None
+    text: str,
+    source: str = "<string>",
+    *,
+    environ: Mapping[str, str] | None = None,
+    import_consumers: bool = True,
 ) -> Config:
     """Validate YAML ``text``; ``source`` is the name errors give for it. Empty means defaults."""
     try:
@@ -267,7 +284,27 @@ def parse_config(
         raise ConfigError(f"invalid YAML: {problem}", source=source, line=line) from exc
     except yaml.YAMLError as exc:  # ReaderError: bytes that are not printable text
         raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
-    return _Reader(source, os.environ if environ is None else environ).read(root)
+    config = _Reader(source, os.environ if environ is None else environ).read(root)
+    return resolve_consumers(config) if import_consumers else config
+
+
+def resolve_consumers(config: Config) -> Config:
+    """Import every route's consumer not imported yet; a failure names the route's line."""
+    routes = []
+    for index, route in enumerate(config.routes):
+        if route.consumer_class is None:
+            try:
+                consumer_class = _consumer_class(route.consumer)
+            except ValueError as exc:
+                raise ConfigError(
+                    str(exc),
+                    source=config.source,
+                    line=route.consumer_line or route.line or None,
+                    key=f"routes[{index}].consumer",
+                ) from exc
+            route = replace(route, consumer_class=consumer_class)
+        routes.append(route)
+    return replace(config, routes=tuple(routes))
 
 
 def default_config() -> Config:
@@ -493,6 +530,7 @@ class _Reader(_NodeReader):
             url=url,
             publish_channel=channel,
             group_expiry=s.get("group_expiry", 86400, _integer(1)),
+            url_given=s.given("url"),
         )
 
     def read_routes(self, node: yaml.Node | None) -> tuple[RouteConfig, ...]:
@@ -502,9 +540,17 @@ class _Reader(_NodeReader):
             topic = s.required_text("topic")
             s.check("topic", compile_pattern, topic)
             consumer = s.required_text("consumer")
-            consumer_class = s.check("consumer", _consumer_class, consumer)
             qos = s.get("qos", 1, _qos)
-            routes.append(RouteConfig(topic, consumer, qos, _line(item) or 0, consumer_class))
+            routes.append(
+                RouteConfig(
+                    topic,
+                    consumer,
+                    qos,
+                    _line(item) or 0,
+                    topic_line=_line(s.nodes["topic"]) or 0,
+                    consumer_line=_line(s.nodes["consumer"]) or 0,
+                )
+            )
         return tuple(routes)
 
     def read_limits(self, s: _Section) -> LimitsConfig:
