@@ -1,11 +1,17 @@
 """bridge.testing.MqttCommunicator: consumers tested with no broker."""
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bridge.events import InvalidEvent
 from bridge.testing import MqttCommunicator
 from consumers.examples import TemperatureConsumer
 from tests import apps
+from tests.django_project import clean_env
 
 
 async def test_example_consumer_switches_the_fan():
@@ -58,3 +64,24 @@ async def test_payload_over_the_limit_is_refused():
     await communicator.send_message("sync/a", b"12345")
     with pytest.raises(InvalidEvent, match="payload is 5 bytes, over the limit of 4"):
         await communicator.wait(1)
+
+
+def test_the_documented_test_passes_in_a_plain_user_project(tmp_path):
+    """docs/protocol.md's pytest.ini and example test, in a directory of their own, run by
+    ``python -m pytest`` with no settings module and none of this repository's configuration."""
+    docs = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    section = docs.split("## Testing consumers", 1)[1].split("\n## ", 1)[0]
+    (ini,) = re.findall(r"```ini\n(.*?)```", section, re.DOTALL)
+    (test,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    (tmp_path / "pytest.ini").write_text(ini)
+    (tmp_path / "test_consumer.py").write_text(test)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
