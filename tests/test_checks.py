@@ -186,3 +186,28 @@ def test_consumers_are_imported_after_parsing_when_asked() -> None:
         "config.yaml:3: routes[0].consumer: module 'tests.config_targets' has no attribute "
         "'ExampleConsume'"
     )
+
+
+def test_an_asgi_module_that_reads_settings_at_import_gets_the_minimal_ones(
+    tmp_path: Path,
+) -> None:
+    """No Django project, nothing exported: an application module that reads settings when
+    imported works, as it did when the bridge configured Django before importing it."""
+    from tests.django_project import clean_env
+
+    (tmp_path / "layer_at_import.py").write_text(
+        "from channels.layers import get_channel_layer\n"
+        "from mqttasgi.consumers import MqttConsumer\n"
+        "LAYER = get_channel_layer()  # reads CHANNEL_LAYERS\n"
+        "application = MqttConsumer.as_asgi()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bridge", "check", "--asgi", "layer_at_import:application"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "<default>: OK — broker embedded, 0 routes, channel layer memory://\n"

@@ -158,13 +158,20 @@ def test_yaml_route_to_an_app_consumer_next_to_the_asgi_application(
 def test_yaml_route_to_an_app_consumer_with_the_settings_module_exported(
     mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
 ) -> None:
-    write_config(project, f"broker:\n  url: {mosquitto.url}\n" + YAML_ROUTE)
+    layer = f"channel_layer:\n  url: {UNUSED_REDIS}\n"
+    write_config(project, f"broker:\n  url: {mosquitto.url}\n{layer}" + YAML_ROUTE)
     env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings")
     check = mqttbridge(project, "check", env=env)
     assert check.returncode == 0, check.stderr
+    assert "channel_layer.url redis://:***@127.0.0.1:9/0 is ignored" in check.stdout
+    assert check.stdout.rstrip().endswith(
+        "1 routes, channel layer memory:// (channels.layers.InMemoryChannelLayer, from Django "
+        "settings)"
+    )
     bridge = start(project, "run", env=env)
     bridge.wait_for("bridge ready")
     assert exchange(mosquitto, "sensors/d3/status", "d3", 1) == [b"1"]
+    assert "s3cret" not in bridge.output
     assert readings(project, "d3") == 1
     stop(bridge)
 
