@@ -2,7 +2,7 @@
 
     mqttbridge run [--config F] [--asgi module:app] [--broker URL] [--client-id ID] [--demo]
     mqttbridge check [--config F] [--asgi module:app]
-    mqttbridge routes [--config F]
+    mqttbridge routes [--config F] [--asgi module:app]
 
 As in daphne, the CLI is a class with ``run(argv)`` returning the exit status, so tests call it
 with a list. Configuration errors print one line naming file, line and key, and exit 2 with no
@@ -103,6 +103,9 @@ class CommandLineInterface:
         )
         routes = commands.add_parser("routes", help="print the routing table")
         self._add_config_arg(routes, required=False)
+        routes.add_argument(
+            "--asgi", metavar="MODULE:APP", help="also list the application's TopicRouter routes"
+        )
         return parser
 
     @staticmethod
@@ -184,16 +187,23 @@ class CommandLineInterface:
         from .topics import compile_pattern, shared_filter
 
         config = loaded.config
+        group = config.broker.shared_group
         rows = [("PATTERN", "SUBSCRIBES TO", "QOS", "CONSUMER")]
-        for route in config.routes:
-            pattern = compile_pattern(route.topic)
+        # In the order the bridge matches them: the application's routes first.
+        for python_route in loaded.python_routes:
+            pattern = python_route.pattern
             rows.append(
                 (
-                    route.topic,
-                    shared_filter(pattern.filter, config.broker.shared_group),
-                    str(route.qos),
-                    route.consumer,
+                    pattern.pattern,
+                    shared_filter(pattern.filter, group),
+                    str(python_route.qos),
+                    python_route.name,
                 )
+            )
+        for route in config.routes:
+            topic_filter = compile_pattern(route.topic).filter
+            rows.append(
+                (route.topic, shared_filter(topic_filter, group), str(route.qos), route.consumer)
             )
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
@@ -203,7 +213,7 @@ class CommandLineInterface:
                 ).rstrip(),
                 file=self.stdout,
             )
-        if not config.routes:
+        if len(rows) == 1:
             print("(no routes)", file=self.stdout)
         return 0
 

@@ -211,3 +211,14 @@ def test_an_asgi_module_that_reads_settings_at_import_gets_the_minimal_ones(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "<default>: OK — broker embedded, 0 routes, channel layer memory://\n"
+
+
+def test_routes_lists_the_applications_routes_then_the_files(tmp_path: Path) -> None:
+    path = config(tmp_path, route("alerts/{id}", "tests.apps:RecordingConsumer"))
+    status, out, err = run_cli("routes", "--config", path, "--asgi", "tests.check_targets:sensors")
+    assert status == 0, err
+    assert [line.split() for line in out.splitlines()] == [
+        ["PATTERN", "SUBSCRIBES", "TO", "QOS", "CONSUMER"],
+        ["sensors/{device_id}/data", "sensors/+/data", "1", "tests.apps.RecordingConsumer"],
+        ["alerts/{id}", "alerts/+", "1", "tests.apps:RecordingConsumer"],
+    ]
