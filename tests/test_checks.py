@@ -222,3 +222,33 @@ def test_routes_lists_the_applications_routes_then_the_files(tmp_path: Path) -> 
         ["sensors/{device_id}/data", "sensors/+/data", "1", "tests.apps.RecordingConsumer"],
         ["alerts/{id}", "alerts/+", "1", "tests.apps:RecordingConsumer"],
     ]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "shown"),
+    [
+        (["redis://:hunter2@10.0.0.5:6379/1"], "redis://:***@10.0.0.5:6379/1"),
+        ([("10.0.0.5", 6379)], "redis://10.0.0.5:6379"),
+        ([{"address": "redis://:hunter2@10.0.0.5:6379"}], "redis://:***@10.0.0.5:6379"),
+    ],
+)
+def test_a_projects_redis_layer_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, hosts: list[object], shown: str
+) -> None:
+    from django.test import override_settings
+
+    from bridge import django_setup
+    from bridge.config import parse_config
+
+    monkeypatch.setitem(django_setup._state, "minimal", False)  # as if a project's settings
+    backend = "channels_redis.core.RedisChannelLayer"
+    layer = parse_config("channel_layer:\n  url: memory://\n").channel_layer
+    with override_settings(
+        CHANNEL_LAYERS={"default": {"BACKEND": backend, "CONFIG": {"hosts": hosts}}}
+    ):
+        used, warning = django_setup.channel_layer_in_use(layer)
+    assert used == f"{shown} ({backend}, from Django settings)"
+    assert warning == (
+        "channel_layer.url memory:// is ignored: the Django settings' CHANNEL_LAYERS['default'] "
+        f"is used ({shown}, {backend})"
+    )
