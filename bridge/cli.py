@@ -1,12 +1,18 @@
 """The ``mqttbridge`` command (also ``python -m bridge``).
 
     mqttbridge run [--config F] [--asgi module:app] [--broker URL] [--client-id ID] [--demo]
-    mqttbridge check --config F
-    mqttbridge routes --config F
+    mqttbridge check [--config F] [--asgi module:app]
+    mqttbridge routes [--config F] [--asgi module:app]
 
 As in daphne, the CLI is a class with ``run(argv)`` returning the exit status, so tests call it
 with a list. Configuration errors print one line naming file, line and key, and exit 2 with no
 traceback.
+
+Start-up follows daphne and uvicorn, so a Django project runs from its directory with nothing
+exported: the working directory goes on ``sys.path``; the ``--asgi`` application is imported
+first (a project's ``asgi.py`` sets ``DJANGO_SETTINGS_MODULE`` and sets Django up); only if
+nothing configured Django does the bridge configure its minimal settings; then the YAML routes'
+consumers are imported (they may import models), and routes and application are checked.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .config import Config, ConfigError, default_config, import_string, load_config
+from .config import (
+    Config,
+    ConfigError,
+    default_config,
+    import_string,
+    load_config,
+    resolve_consumers,
+)
 from .logs import configure_logging, plural
 
 __all__ = ["CommandLineInterface", "main"]
@@ -29,6 +42,18 @@ __all__ = ["CommandLineInterface", "main"]
 logger = logging.getLogger("bridge.cli")
 
 DEFAULT_CONFIG = "config.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """What a command works on: the config, the ``--asgi`` application and its routes, and
+    the channel layer in use (with a warning when the project's settings override the file's)."""
+
+    config: Config
+    application: Any = None
+    python_routes: tuple[Any, ...] = ()
+    channel_layer: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 class CommandLineInterface:
@@ -73,8 +98,16 @@ class CommandLineInterface:
 
         check = commands.add_parser("check", help="validate a config file and its routes")
         self._add_config_arg(check, required=False)
+        check.add_argument(
+            "--asgi",
+            metavar="MODULE:APP",
+            help="also import and check the ASGI application run would run",
+        )
         routes = commands.add_parser("routes", help="print the routing table")
         self._add_config_arg(routes, required=False)
+        routes.add_argument(
+            "--asgi", metavar="MODULE:APP", help="also list the application's TopicRouter routes"
+        )
         return parser
 
     @staticmethod
@@ -89,26 +122,43 @@ class CommandLineInterface:
 
     def run(self, argv: Sequence[str]) -> int:
         args = self.parser.parse_args(list(argv))
+        # As daphne and uvicorn do: `mqttbridge` is a console script, whose sys.path[0] is its
+        # own directory, so a project's modules are found only with the working directory.
+        if "." not in sys.path:
+            sys.path.insert(0, ".")
         try:
-            config = self._load(args)
+            loaded = self._load(args)
         except ConfigError as exc:
             for error in exc.errors:
                 print(f"error: {error}", file=self.stderr)
             return 2
         handler = getattr(self, f"cmd_{args.command}")
-        status: int = handler(args, config)
+        status: int = handler(args, loaded)
         return status
 
-    def _load(self, args: argparse.Namespace) -> Config:
-        # Routes import consumers, which import Channels, which reads Django settings.
-        from .django_setup import ensure_django
+    def _load(self, args: argparse.Namespace) -> Loaded:
+        from .checks import check_application, check_route_consumers, check_route_filters
+        from .django_setup import channel_layer_in_use, ensure_django
 
+        config = self._read_config(args)
+        asgi = getattr(args, "asgi", None)
+        application = _import_application(asgi, config) if asgi else None
+        ensure_django({"default": config.channel_layer.channels_settings()})
+        config = _resolve_consumers(config)
+        check_route_consumers(config)
+        python_routes = check_application(application, asgi) if asgi else []
+        check_route_filters(config, python_routes, asgi)
+        layer, layer_warning = channel_layer_in_use(config.channel_layer)
+        warnings = config.warnings + ((layer_warning,) if layer_warning else ())
+        return Loaded(config, application, tuple(python_routes), layer, warnings)
+
+    @staticmethod
+    def _read_config(args: argparse.Namespace) -> Config:
         path = args.config
         if path is None and os.path.exists(DEFAULT_CONFIG):
             path = DEFAULT_CONFIG
-        config = load_config(path) if path is not None else default_config()
-        ensure_django({"default": config.channel_layer.channels_settings()})
-        broker = config.broker
+        # Consumers are imported once Django is set up (below): they may import models.
+        config = load_config(path, import_consumers=False) if path is not None else default_config()
         overrides: dict[str, Any] = {}
         if getattr(args, "broker", None):
             overrides["url"] = args.broker
@@ -116,7 +166,7 @@ class CommandLineInterface:
             overrides["client_id"] = args.client_id
         if overrides:
             try:
-                broker = dataclasses.replace(broker, **overrides)
+                broker = dataclasses.replace(config.broker, **overrides)
             except (ValueError, ConfigError) as exc:
                 raise ConfigError(str(exc), source="command line", key="--broker") from None
             config = dataclasses.replace(config, broker=broker)
@@ -124,30 +174,39 @@ class CommandLineInterface:
 
     # -- commands -------------------------------------------------------------------------------
 
-    def cmd_check(self, args: argparse.Namespace, config: Config) -> int:
-        for warning in config.warnings:
+    def cmd_check(self, args: argparse.Namespace, loaded: Loaded) -> int:
+        config = loaded.config
+        for warning in loaded.warnings:
             print(f"warning: {warning}", file=self.stdout)
-        routes = plural(len(config.routes), "route")
+        routes = plural(len(config.routes) + len(loaded.python_routes), "route")
         print(
             f"{config.source}: OK — broker {config.broker.url}, {routes}, "
-            f"channel layer {config.channel_layer.display_url}",
+            f"channel layer {loaded.channel_layer}",
             file=self.stdout,
         )
         return 0
 
-    def cmd_routes(self, args: argparse.Namespace, config: Config) -> int:
+    def cmd_routes(self, args: argparse.Namespace, loaded: Loaded) -> int:
         from .topics import compile_pattern, shared_filter
 
+        config = loaded.config
+        group = config.broker.shared_group
         rows = [("PATTERN", "SUBSCRIBES TO", "QOS", "CONSUMER")]
-        for route in config.routes:
-            pattern = compile_pattern(route.topic)
+        # In the order the bridge matches them: the application's routes first.
+        for python_route in loaded.python_routes:
+            pattern = python_route.pattern
             rows.append(
                 (
-                    route.topic,
-                    shared_filter(pattern.filter, config.broker.shared_group),
-                    str(route.qos),
-                    route.consumer,
+                    pattern.pattern,
+                    shared_filter(pattern.filter, group),
+                    str(python_route.qos),
+                    python_route.name,
                 )
+            )
+        for route in config.routes:
+            topic_filter = compile_pattern(route.topic).filter
+            rows.append(
+                (route.topic, shared_filter(topic_filter, group), str(route.qos), route.consumer)
             )
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
@@ -157,40 +216,35 @@ class CommandLineInterface:
                 ).rstrip(),
                 file=self.stdout,
             )
-        if not config.routes:
+        if len(rows) == 1:
             print("(no routes)", file=self.stdout)
         return 0
 
-    def cmd_run(self, args: argparse.Namespace, config: Config) -> int:
+    def cmd_run(self, args: argparse.Namespace, loaded: Loaded) -> int:
         from .embedded import EmbeddedBrokerError
         from .routing import topic
         from .server import Server
 
+        config = loaded.config
         configure_logging(args.log_level, args.log_format)
-        for warning in config.warnings:
+        for warning in loaded.warnings:
             logger.warning("%s", warning)
-        application = None
-        if args.asgi:
-            try:
-                application = import_string(args.asgi)
-            except (ImportError, ValueError, AttributeError) as exc:
-                print(f"error: --asgi {args.asgi}: {exc}", file=self.stderr)
-                return 2
         routes = [
             topic(r.topic, _as_asgi(r.consumer_class), qos=r.qos, name=r.consumer)
             for r in config.routes
         ]
-        if application is None and not routes:
+        if loaded.application is None and not routes:
             print(
                 f"error: nothing to run: {config.source} has no routes "
                 "and no --asgi application was given",
                 file=self.stderr,
             )
             return 2
-        self.server = server = Server(config, application=application, routes=routes)
+        self.server = server = Server(config, application=loaded.application, routes=routes)
         logger.info(
             "mqttbridge %s starting (pid %d, config %s)", __version__, os.getpid(), config.source
         )
+        logger.info("channel layer: %s", loaded.channel_layer)
         try:
             asyncio.run(self._serve(server, demo=args.demo))
         except EmbeddedBrokerError as exc:
@@ -232,6 +286,50 @@ def _version_line() -> str:
             parts.append(f"{name} missing")
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return f"mqttbridge {__version__} ({', '.join(parts)}; {python} on {platform.system()})"
+
+
+def _import_application(path: str, config: Config) -> Any:
+    """Import the ``--asgi`` application before Django is configured, so that a project's
+    ``asgi.py`` sets ``DJANGO_SETTINGS_MODULE`` itself, as under daphne or uvicorn."""
+    from .django_setup import ensure_django, needs_project_settings
+
+    try:
+        return import_string(path)
+    except ValueError as exc:
+        from django.conf import settings
+
+        # A module that is no Django project but reads settings at import time gets the
+        # bridge's minimal settings, as the YAML routes' consumers do.
+        if settings.configured or not needs_project_settings(exc):
+            raise ConfigError(str(exc), source=f"--asgi {path}") from None
+    ensure_django({"default": config.channel_layer.channels_settings()})
+    try:
+        return import_string(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source=f"--asgi {path}") from None
+
+
+def _resolve_consumers(config: Config) -> Config:
+    from .django_setup import needs_project_settings, project_settings_in_charge
+
+    try:
+        return resolve_consumers(config)
+    except ConfigError as exc:
+        if project_settings_in_charge():
+            raise
+        explained = [
+            ConfigError(
+                f"{error.message.rstrip('.')}; Django is not set up for a project: give --asgi "
+                "<project>.asgi:application or set DJANGO_SETTINGS_MODULE",
+                source=error.source,
+                line=error.line,
+                key=error.key,
+            )
+            if needs_project_settings(error)
+            else error
+            for error in exc.errors
+        ]
+        raise ConfigError.combine(explained) from None
 
 
 def _as_asgi(consumer: Any) -> Any:

@@ -17,7 +17,7 @@ import os
 import re
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -60,6 +60,7 @@ __all__ = [
     "import_string",
     "load_config",
     "parse_config",
+    "resolve_consumers",
 ]
 
 # Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
@@ -185,6 +186,9 @@ class ChannelLayerConfig:
     url: str = "memory://"
     publish_channel: str = "mqtt.publish"
     group_expiry: int = 86400
+    # Whether the file set ``url``: inside a Django project the project's CHANNEL_LAYERS win,
+    # and a URL the user wrote deserves a warning that it is ignored; the default does not.
+    url_given: bool = field(default=False, compare=False)
 
     def __repr__(self) -> str:
         # A redis:// URL often carries the password: keep it out of logs and tracebacks.
@@ -217,8 +221,10 @@ class ChannelLayerConfig:
 class RouteConfig:
     """One entry of ``routes``: MQTT messages on ``topic`` go to ``consumer``.
 
-    ``consumer_class`` is the imported class; the loader fills it, so a bad import is reported
-    with the line of the route. ``line`` is the route's line in the file (0 if not from a file).
+    ``consumer_class`` is the imported class, filled by the loader or, when it was told not to
+    import (``import_consumers=False``), by :func:`resolve_consumers`; either way a bad import
+    is reported with the line of the route. ``line`` is the route's line in the file (0 if not
+    from a file); ``topic_line`` and ``consumer_line`` are those of its two keys.
     """
 
     topic: str
@@ -226,6 +232,8 @@ class RouteConfig:
     qos: int = 1
     line: int = 0
     consumer_class: type | None = field(default=None, compare=False, repr=False)
+    topic_line: int = field(default=0, compare=False, repr=False)
+    consumer_line: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -254,11 +262,16 @@ class Config:
 
 
 def load_config(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    import_consumers: bool = True,
 ) -> Config:
     """Read and validate the YAML file at ``path``; raise :class:`ConfigError` if it is wrong.
 
-    ``${VAR}`` references are looked up in ``environ`` (default: ``os.environ``).
+    ``${VAR}`` references are looked up in ``environ`` (default: ``os.environ``). With
+    ``import_consumers=False`` routes' consumers are not imported: set Django up first, then
+    call :func:`resolve_consumers` (consumer modules often import models).
     """
     source = os.fspath(path)
     try:
@@ -268,11 +281,15 @@ def load_config(
         raise ConfigError("file not found", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", source=source) from exc
-    return parse_config(text, source, environ=environ)
+    return parse_config(text, source, environ=environ, import_consumers=import_consumers)
 
 
 def parse_config(
-    text: str, source: str = "<string>", *, environ: Mapping[str, str] | None = None
+    text: str,
+    source: str = "<string>",
+    *,
+    environ: Mapping[str, str] | None = None,
+    import_consumers: bool = True,
 ) -> Config:
     """Validate YAML ``text``; ``source`` is the name errors give for it. Empty means defaults."""
     try:
@@ -286,7 +303,32 @@ def parse_config(
         raise ConfigError(f"invalid YAML: {problem}", source=source, line=line) from exc
     except yaml.YAMLError as exc:  # ReaderError: bytes that are not printable text
         raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
-    return _Reader(source, os.environ if environ is None else environ).read(root)
+    reader = _Reader(source, os.environ if environ is None else environ, import_consumers)
+    return reader.read(root)
+
+
+def resolve_consumers(config: Config) -> Config:
+    """Import every route's consumer not imported yet; each failure names its route's line,
+    and all of them are raised together."""
+    routes = []
+    errors = []
+    for index, route in enumerate(config.routes):
+        if route.consumer_class is None:
+            try:
+                route = replace(route, consumer_class=_consumer_class(route.consumer))
+            except ValueError as exc:
+                error = ConfigError(
+                    str(exc),
+                    source=config.source,
+                    line=route.consumer_line or route.line or None,
+                    key=f"routes[{index}].consumer",
+                )
+                error.__cause__ = exc  # what failed inside the import, for whoever explains it
+                errors.append(error)
+        routes.append(route)
+    if errors:
+        raise ConfigError.combine(errors)
+    return replace(config, routes=tuple(routes))
 
 
 def default_config() -> Config:
@@ -364,8 +406,12 @@ class _Reader(_NodeReader):
 
     error_type = ConfigError
 
-    def __init__(self, source: str, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, source: str, environ: Mapping[str, str], import_consumers: bool = True
+    ) -> None:
         super().__init__(source, environ)
+        # Off when Django must be set up between parsing and importing (resolve_consumers).
+        self.import_consumers = import_consumers
         self.warnings: list[str] = []
 
     def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
@@ -549,6 +595,7 @@ class _Reader(_NodeReader):
             url=url,
             publish_channel=channel,
             group_expiry=s.get("group_expiry", 86400, _integer(1)),
+            url_given=s.given("url"),
         )
 
     def read_routes(self, node: yaml.Node | None) -> tuple[RouteConfig, ...]:
@@ -562,11 +609,19 @@ class _Reader(_NodeReader):
                 s.validate("topic", compile_pattern, topic)
             consumer = s.required_text("consumer")
             consumer_class = None
-            if consumer is not None:
+            if consumer is not None and self.import_consumers:
                 consumer_class = s.validate("consumer", _consumer_class, consumer)
             qos = s.get("qos", 1, _qos)
             routes.append(
-                RouteConfig(topic or "", consumer or "", qos, _line(item) or 0, consumer_class)
+                RouteConfig(
+                    topic or "",
+                    consumer or "",
+                    qos,
+                    _line(item) or 0,
+                    consumer_class=consumer_class,
+                    topic_line=_line(s.nodes.get("topic")) or 0,
+                    consumer_line=_line(s.nodes.get("consumer")) or 0,
+                )
             )
         return tuple(routes)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from typing import Any
 
@@ -22,6 +23,8 @@ from asgiref.sync import async_to_sync
 from .events import InvalidEvent, validate_publish
 
 __all__ = ["PublishError", "apublish", "apublish_json", "configure", "publish", "publish_json"]
+
+logger = logging.getLogger("bridge.publish")
 
 DEFAULT_CHANNEL = "mqtt.publish"
 _state: dict[str, Any] = {"channel": DEFAULT_CHANNEL, "max_payload": 256 * 1024}
@@ -32,12 +35,22 @@ class PublishError(RuntimeError):
 
 
 def configure(config_path: str | os.PathLike[str] = "config.yaml") -> Any:
-    """Set up the channel layer from a bridge config file (outside a Django project)."""
-    from .config import load_config
-    from .django_setup import ensure_django
+    """Set up the channel layer from a bridge config file (outside a Django project).
 
-    config = load_config(config_path)
+    In a Django project (settings configured, or ``DJANGO_SETTINGS_MODULE`` set) Django is set
+    up with the project's settings and their channel layer; a ``channel_layer.url`` in the file
+    is then ignored, with a warning.
+    """
+    from .config import load_config, resolve_consumers
+    from .django_setup import channel_layer_in_use, ensure_django
+
+    # Django first: the routes' consumer modules may import models.
+    config = load_config(config_path, import_consumers=False)
     ensure_django({"default": config.channel_layer.channels_settings()})
+    config = resolve_consumers(config)
+    _, warning = channel_layer_in_use(config.channel_layer)
+    if warning is not None:
+        logger.warning("%s", warning)
     _state["channel"] = config.channel_layer.publish_channel
     _state["max_payload"] = config.limits.max_payload_bytes
     return config

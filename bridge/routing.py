@@ -19,7 +19,15 @@ from typing import Any
 
 from .topics import TopicPattern, compile_pattern
 
-__all__ = ["Route", "TopicRouter", "find_topic_router", "topic"]
+__all__ = [
+    "Route",
+    "TopicRouter",
+    "consumer_problem",
+    "find_topic_router",
+    "handles_mqtt",
+    "not_mqtt_consumer",
+    "topic",
+]
 
 
 class Route:
@@ -30,6 +38,11 @@ class Route:
     def __init__(self, pattern: str, app: Any, *, qos: int = 1, name: str | None = None) -> None:
         if qos not in (0, 1, 2):
             raise ValueError(f"route {pattern!r}: qos must be 0, 1 or 2, got {qos!r}")
+        # Caught here, at import of the routing module, rather than by an instance that
+        # crashes and restarts for every message while the bridge reports itself ready.
+        problem = consumer_problem(app)
+        if problem is not None:
+            raise TypeError(f"route {pattern!r}: {problem}")
         self.pattern: TopicPattern = compile_pattern(pattern)
         self.app = app
         self.qos = qos
@@ -99,6 +112,34 @@ def find_topic_router(application: Any) -> TopicRouter | None:
             continue
         node = getattr(node, "inner", None) or getattr(node, "app", None)
     return None
+
+
+def consumer_problem(app: Any) -> str | None:
+    """Why ``app`` cannot serve "mqtt" scopes, or None when it can (or it cannot be told)."""
+    from channels.consumer import AsyncConsumer, SyncConsumer
+
+    if isinstance(app, type) and issubclass(app, AsyncConsumer | SyncConsumer):
+        return (
+            f"{app.__qualname__} is a consumer class, not an ASGI application: "
+            f"use {app.__qualname__}.as_asgi()"
+        )
+    consumer = getattr(app, "consumer_class", None)
+    if isinstance(consumer, type) and not handles_mqtt(consumer):
+        return not_mqtt_consumer(consumer)
+    return None
+
+
+def handles_mqtt(consumer: type) -> bool:
+    """Whether a consumer class has handlers for the events every "mqtt" instance gets."""
+    return all(callable(getattr(consumer, name, None)) for name in ("mqtt_connect", "mqtt_msg"))
+
+
+def not_mqtt_consumer(consumer: type) -> str:
+    return (
+        f"{consumer.__module__}.{consumer.__qualname__} is not an MQTT consumer (it has no "
+        "mqtt_connect and mqtt_msg handlers; a WebSocket consumer?): subclass "
+        "consumers.MqttConsumer"
+    )
 
 
 def _app_name(app: Any) -> str:

@@ -16,6 +16,8 @@ What the consumer sends is checked exactly as the bridge checks it, so an invali
 the test with the bridge's error message instead of passing here and failing in production. A
 message the consumer refuses as bad input (``InvalidPayload``) comes out as an
 ``mqtt.dead_letter`` event: ``await communicator.receive_dead_letter()`` returns its body.
+No settings module is needed: if nothing configured Django, the communicator configures it as
+``mqttbridge`` does, with the in-memory channel layer.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
 
+from .django_setup import MEMORY_LAYERS, ensure_django
 from .events import validate_dead_letter, validate_publish, validate_subscribe
 from .topics import compile_pattern
 from .typing import ASGI_SPEC_VERSION
@@ -80,6 +83,9 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
     ) -> None:
         # ApplicationCommunicator.__del__ reads _future even if __init__ raised below.
         self._future = None
+        # A plain pytest run has no settings module; consumers still need settings for their
+        # channel layer. As `mqttbridge` does: the project's settings if there are any.
+        ensure_django(MEMORY_LAYERS)
         full_scope: dict[str, Any] = {
             "type": "mqtt",
             "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},

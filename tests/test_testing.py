@@ -1,5 +1,10 @@
 """bridge.testing.MqttCommunicator: consumers tested with no broker."""
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from bridge.events import InvalidEvent
@@ -7,6 +12,7 @@ from bridge.testing import MqttCommunicator
 from consumers import InvalidPayload
 from consumers.examples import TemperatureConsumer
 from tests import apps
+from tests.django_project import clean_env
 
 
 async def test_example_consumer_switches_the_fan():
@@ -137,3 +143,24 @@ async def test_invalid_payload_without_a_message_is_still_dead_lettered_not_a_cr
     await communicator.send_message("count/c1", b"{}")
     assert await communicator.receive_dead_letter() == {"error": "invalid payload"}
     await communicator.disconnect()
+
+
+def test_the_documented_test_passes_in_a_plain_user_project(tmp_path):
+    """docs/protocol.md's pytest.ini and example test, in a directory of their own, run by
+    ``python -m pytest`` with no settings module and none of this repository's configuration."""
+    docs = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text()
+    section = docs.split("## Testing consumers", 1)[1].split("\n## ", 1)[0]
+    (ini,) = re.findall(r"```ini\n(.*?)```", section, re.DOTALL)
+    test = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[0]  # the whole example
+    (tmp_path / "pytest.ini").write_text(ini)
+    (tmp_path / "test_consumer.py").write_text(test)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

@@ -1,0 +1,93 @@
+"""Checks across the config file and the ``--asgi`` application, run by ``check`` and ``run``.
+
+Each of these would otherwise pass ``check`` and then fail at run time: two routes on one
+filter make ``run`` refuse to start; a WebSocket consumer on an MQTT route or a consumer class
+given without ``.as_asgi()`` crashes (and is restarted) for every message while the bridge
+reports itself ready. Each is a :class:`ConfigError` naming the culprit and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config, ConfigError
+from .routing import Route, consumer_problem, find_topic_router, handles_mqtt, not_mqtt_consumer
+from .topics import compile_pattern
+
+__all__ = ["check_application", "check_route_consumers", "check_route_filters"]
+
+
+def check_route_consumers(config: Config) -> None:
+    """Every YAML route's consumer must be a Channels consumer class for "mqtt" scopes."""
+    for index, route in enumerate(config.routes):
+        consumer = route.consumer_class
+        if consumer is None:
+            continue
+        problem = None
+        if not callable(getattr(consumer, "as_asgi", None)):
+            problem = (
+                f"{route.consumer!r} is not a Channels consumer (it has no as_asgi()): "
+                "subclass consumers.MqttConsumer"
+            )
+        elif not handles_mqtt(consumer):
+            problem = not_mqtt_consumer(consumer)
+        if problem is not None:
+            raise ConfigError(
+                problem,
+                source=config.source,
+                line=route.consumer_line or route.line or None,
+                key=f"routes[{index}].consumer",
+            )
+
+
+def check_application(application: Any, name: str) -> list[Route]:
+    """Refuse an ``--asgi`` application that cannot serve "mqtt" scopes; return its routes.
+
+    Routes inside a ``TopicRouter`` were checked when they were made (``topic()``); here the
+    application itself: a consumer class instead of ``.as_asgi()``, a non-MQTT consumer, or a
+    ``ProtocolTypeRouter`` without an "mqtt" entry.
+    """
+    router = find_topic_router(application)
+    if router is not None:
+        return list(router.routes)
+    node = application
+    mapping = getattr(node, "application_mapping", None)
+    if isinstance(mapping, dict):
+        if "mqtt" not in mapping:
+            raise ConfigError(
+                "the ProtocolTypeRouter has no 'mqtt' entry: add "
+                '"mqtt": TopicRouter([...]) or an mqttasgi consumer\'s .as_asgi()',
+                source=f"--asgi {name}",
+            )
+        node = mapping["mqtt"]
+    problem = consumer_problem(node)
+    if problem is not None:
+        raise ConfigError(problem, source=f"--asgi {name}")
+    return []
+
+
+def check_route_filters(config: Config, python_routes: list[Route], name: str | None) -> None:
+    """No two routes may subscribe to the same filter: only one could get its messages."""
+    python_claims = {route.pattern.filter: route.pattern.pattern for route in python_routes}
+    yaml_claims: dict[str, tuple[int, int]] = {}
+    for index, route in enumerate(config.routes):
+        topic_filter = compile_pattern(route.topic).filter
+        line = route.topic_line or route.line
+        problem = None
+        if topic_filter in yaml_claims:
+            other, other_line = yaml_claims[topic_filter]
+            problem = (
+                f"subscribes to {topic_filter!r} like routes[{other}] (line {other_line}); "
+                "only the first would ever get messages: remove one, or give them different "
+                "patterns"
+            )
+        elif topic_filter in python_claims:
+            problem = (
+                f"subscribes to {topic_filter!r} like route {python_claims[topic_filter]!r} of "
+                f"--asgi {name}; only one of them would get messages: remove one"
+            )
+        if problem is not None:
+            raise ConfigError(
+                problem, source=config.source, line=line or None, key=f"routes[{index}].topic"
+            )
+        yaml_claims[topic_filter] = (index, line)

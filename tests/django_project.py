@@ -1,0 +1,212 @@
+"""A real Django project on disk, laid out as ``django-admin startproject`` and ``startapp`` do,
+for tests that run ``mqttbridge`` the way a user does: from the project directory, with a clean
+environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
+
+    myproject/                  <- the working directory
+        manage.py
+        config.yaml             (written by each test)
+        myproject/settings.py   SQLite database, in-memory channel layer
+        myproject/asgi.py       the standard one: setdefault, get_asgi_application, routers
+        telemetry/models.py     Device(name, readings)
+        telemetry/consumers.py  imports the model; counts readings, replies with the count
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["MQTTBRIDGE", "ProjectProcess", "clean_env", "make_project", "mqttbridge", "readings"]
+
+# The console script users run: unlike ``python -m bridge`` it does not put the working
+# directory on sys.path by itself.
+MQTTBRIDGE = str(Path(sys.executable).with_name("mqttbridge"))
+
+_FILES = {
+    "manage.py": """
+        import os
+        import sys
+
+        if __name__ == "__main__":
+            os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
+            from django.core.management import execute_from_command_line
+
+            execute_from_command_line(sys.argv)
+    """,
+    "myproject/__init__.py": "",
+    "myproject/settings.py": """
+        from pathlib import Path
+
+        BASE_DIR = Path(__file__).resolve().parent.parent
+        SECRET_KEY = "test-only"
+        DEBUG = False
+        ALLOWED_HOSTS = []
+        INSTALLED_APPS = ["channels", "telemetry"]
+        DATABASES = {
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+        }
+        DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+        USE_TZ = True
+        ASGI_APPLICATION = "myproject.asgi.application"
+        CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    """,
+    "myproject/asgi.py": """
+        import os
+
+        from django.core.asgi import get_asgi_application
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
+        django_asgi_app = get_asgi_application()
+
+        from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+        from bridge.routing import TopicRouter, topic  # noqa: E402
+        from telemetry.consumers import DeviceConsumer  # noqa: E402
+
+        application = ProtocolTypeRouter({
+            "http": django_asgi_app,
+            "mqtt": TopicRouter([
+                topic("sensors/{device_id}/reading", DeviceConsumer.as_asgi()),
+            ]),
+        })
+    """,
+    "telemetry/__init__.py": "",
+    "telemetry/apps.py": """
+        from django.apps import AppConfig
+
+
+        class TelemetryConfig(AppConfig):
+            default_auto_field = "django.db.models.BigAutoField"
+            name = "telemetry"
+    """,
+    "telemetry/models.py": """
+        from django.db import models
+
+
+        class Device(models.Model):
+            name = models.CharField(max_length=64, unique=True)
+            readings = models.IntegerField(default=0)
+    """,
+    "telemetry/consumers.py": """
+        from channels.db import database_sync_to_async
+
+        from consumers import MqttConsumer
+
+        from .models import Device
+
+
+        class DeviceConsumer(MqttConsumer):
+            async def receive(self, message):
+                name = self.topic_kwargs["device_id"]
+                count = await self.count_reading(name)
+                await self.publish(f"devices/{name}/ack", str(count))
+
+            @database_sync_to_async
+            def count_reading(self, name):
+                device, _ = Device.objects.get_or_create(name=name)
+                device.readings += 1
+                device.save()
+                return device.readings
+    """,
+}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell: no Django settings module, nothing on PYTHONPATH."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH") and not key.startswith("PYTEST")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def make_project(root: Path, files: dict[str, str] | None = None) -> Path:
+    """Write the project under ``root/myproject``, create its database; return the directory."""
+    project = root / "myproject"
+    for name, text in {**_FILES, **(files or {})}.items():
+        path = project / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--run-syncdb", "-v", "0"],
+        cwd=project,
+        env=clean_env(),
+        check=True,
+        timeout=120,
+    )
+    return project
+
+
+def readings(project: Path, name: str) -> int | None:
+    """How many readings the project's database holds for device ``name``."""
+    with sqlite3.connect(project / "db.sqlite3") as db:
+        row = db.execute("SELECT readings FROM telemetry_device WHERE name = ?", (name,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def mqttbridge(
+    project: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a short ``mqttbridge`` command (``check``, or ``run`` that should refuse at once)."""
+    return subprocess.run(
+        [MQTTBRIDGE, *args],
+        cwd=project,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class ProjectProcess:
+    """``mqttbridge <args>`` running in the project directory, its output collected."""
+
+    def __init__(
+        self,
+        project: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (MQTTBRIDGE,),
+    ) -> None:
+        self.proc = subprocess.Popen(
+            [*launcher, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=project,
+            env=env or clean_env(),
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._reader.join(1)
+                raise AssertionError(f"{text!r} not logged; output:\n{self.output}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)

@@ -1,0 +1,237 @@
+"""A real Django project run as its docs say: ``cd myproject && mqttbridge run --asgi
+myproject.asgi:application``, nothing exported; YAML routes into its apps; ``bridge.configure``
+in its processes. Every command is a subprocess with a clean environment, against a private
+Mosquitto, and the consumer writes to the project's SQLite database."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.django_project import (
+    MQTTBRIDGE,
+    ProjectProcess,
+    clean_env,
+    make_project,
+    mqttbridge,
+    readings,
+)
+from tests.services import MosquittoProcess, PahoClient
+
+ASGI = "myproject.asgi:application"
+# A Redis nobody listens on: if the bridge used it instead of the project's layer, the log
+# would fill with connection errors and publish-from-Django would be off.
+UNUSED_REDIS = "redis://:s3cret@127.0.0.1:9/0"
+YAML_ROUTE = (
+    "routes:\n"
+    "  - topic: sensors/{device_id}/status\n"
+    "    consumer: telemetry.consumers:DeviceConsumer\n"
+)
+
+
+@pytest.fixture(scope="module")
+def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("django"))
+
+
+@pytest.fixture
+def project(project_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the project (its database included) for each test."""
+    import shutil
+
+    return Path(shutil.copytree(project_template, tmp_path / "myproject"))
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., ProjectProcess]]:
+    started: list[ProjectProcess] = []
+
+    def run(project: Path, *args: str, **options: Any) -> ProjectProcess:
+        process = ProjectProcess(project, *args, **options)
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        process.close()
+
+
+def write_config(project: Path, text: str) -> None:
+    (project / "config.yaml").write_text(text)
+
+
+def exchange(broker: MosquittoProcess, topic: str, device: str, times: int) -> list[bytes]:
+    """Publish ``times`` readings for ``device``; return the acknowledgements it got back."""
+    with PahoClient(broker.host, broker.port) as client:
+        client.subscribe(f"devices/{device}/ack", qos=1)
+        for _ in range(times):
+            client.publish(topic, b"{}", qos=1)
+        return [client.next_message(timeout=20).payload for _ in range(times)]
+
+
+def stop(process: ProjectProcess) -> None:
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.proc.wait(20) == 0
+    assert "Traceback" not in process.output
+
+
+# --- mqttbridge run --asgi from the project directory -----------------------------------------
+
+
+# `python -m bridge` has the working directory on sys.path already: it shows the order of
+# start-up on its own (the project's asgi.py must run before any settings are configured).
+@pytest.mark.parametrize(
+    "launcher", [(MQTTBRIDGE,), (sys.executable, "-m", "bridge")], ids=["mqttbridge", "python-m"]
+)
+def test_run_asgi_from_the_project_directory_with_nothing_exported(
+    mosquitto: MosquittoProcess,
+    project: Path,
+    start: Callable[..., ProjectProcess],
+    launcher: tuple[str, ...],
+) -> None:
+    write_config(project, f"broker:\n  url: {mosquitto.url}\n")
+    bridge = start(project, "run", "--asgi", ASGI, launcher=launcher)
+    bridge.wait_for("bridge ready")
+    assert exchange(mosquitto, "sensors/d1/reading", "d1", 2) == [b"1", b"2"]
+    assert readings(project, "d1") == 2
+    stop(bridge)
+
+
+def test_run_logs_the_projects_channel_layer_and_that_the_configs_is_ignored(
+    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+) -> None:
+    write_config(
+        project, f"broker:\n  url: {mosquitto.url}\nchannel_layer:\n  url: {UNUSED_REDIS}\n"
+    )
+    bridge = start(project, "run", "--asgi", ASGI)
+    bridge.wait_for("bridge ready")
+    bridge.wait_for("accepting publish requests")
+    log = bridge.output
+    assert (
+        "channel_layer.url redis://:***@127.0.0.1:9/0 is ignored: the Django settings' "
+        "CHANNEL_LAYERS['default'] is used (memory://, channels.layers.InMemoryChannelLayer)"
+    ) in log
+    assert (
+        "channel layer: memory:// (channels.layers.InMemoryChannelLayer, from Django settings)"
+        in log
+    )
+    assert "s3cret" not in log
+    stop(bridge)
+
+
+def test_check_says_which_channel_layer_is_used(project: Path) -> None:
+    write_config(project, f"channel_layer:\n  url: {UNUSED_REDIS}\n")
+    result = mqttbridge(project, "check", "--asgi", ASGI)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [
+        "warning: channel_layer.url redis://:***@127.0.0.1:9/0 is ignored: the Django settings' "
+        "CHANNEL_LAYERS['default'] is used (memory://, channels.layers.InMemoryChannelLayer)",
+        "config.yaml: OK — broker embedded, 1 route, channel layer memory:// "
+        "(channels.layers.InMemoryChannelLayer, from Django settings)",
+    ]
+
+
+# --- YAML routes to a consumer that imports the app's models -----------------------------------
+
+
+def test_yaml_route_to_an_app_consumer_next_to_the_asgi_application(
+    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+) -> None:
+    write_config(project, f"broker:\n  url: {mosquitto.url}\n" + YAML_ROUTE)
+    check = mqttbridge(project, "check", "--asgi", ASGI)
+    assert check.returncode == 0, check.stderr
+    assert "2 routes" in check.stdout
+    bridge = start(project, "run", "--asgi", ASGI)
+    bridge.wait_for("bridge ready")
+    assert exchange(mosquitto, "sensors/d2/status", "d2", 1) == [b"1"]
+    assert exchange(mosquitto, "sensors/d2/reading", "d2", 1) == [b"2"]
+    stop(bridge)
+
+
+def test_yaml_route_to_an_app_consumer_with_the_settings_module_exported(
+    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+) -> None:
+    layer = f"channel_layer:\n  url: {UNUSED_REDIS}\n"
+    write_config(project, f"broker:\n  url: {mosquitto.url}\n{layer}" + YAML_ROUTE)
+    env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings")
+    check = mqttbridge(project, "check", env=env)
+    assert check.returncode == 0, check.stderr
+    assert "channel_layer.url redis://:***@127.0.0.1:9/0 is ignored" in check.stdout
+    assert check.stdout.rstrip().endswith(
+        "1 route, channel layer memory:// (channels.layers.InMemoryChannelLayer, from Django "
+        "settings)"
+    )
+    bridge = start(project, "run", env=env)
+    bridge.wait_for("bridge ready")
+    assert exchange(mosquitto, "sensors/d3/status", "d3", 1) == [b"1"]
+    assert "s3cret" not in bridge.output
+    assert readings(project, "d3") == 1
+    stop(bridge)
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_yaml_route_to_an_app_consumer_without_django_settings_says_how_to_fix(
+    project: Path, command: str
+) -> None:
+    write_config(project, "broker:\n  url: mqtt://127.0.0.1:9\n" + YAML_ROUTE)
+    result = mqttbridge(project, command)
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: config.yaml:5: routes[0].consumer: cannot import module 'telemetry.consumers': "
+    )
+    assert result.stderr.rstrip().endswith(
+        "in INSTALLED_APPS; Django is not set up for a project: give --asgi "
+        "<project>.asgi:application or set DJANGO_SETTINGS_MODULE"
+    )
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_settings_module_that_cannot_be_imported_is_one_line(project: Path, command: str) -> None:
+    write_config(project, "broker:\n  url: mqtt://127.0.0.1:9\n" + YAML_ROUTE)
+    # Exported, but run from the wrong directory: `myproject` is not importable from there.
+    env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings")
+    elsewhere = project.parent / "elsewhere"
+    elsewhere.mkdir()
+    result = mqttbridge(elsewhere, command, "--config", str(project / "config.yaml"), env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: DJANGO_SETTINGS_MODULE: cannot import 'myproject.settings': No module named "
+        "'myproject'; run mqttbridge from the directory that holds the project (where manage.py "
+        "is), or fix DJANGO_SETTINGS_MODULE\n"
+    )
+
+
+# --- bridge.configure() in a Django process ----------------------------------------------------
+
+
+def test_configure_in_a_django_process_with_a_yaml_route_to_an_app_consumer(
+    project: Path,
+) -> None:
+    write_config(project, f"channel_layer:\n  url: {UNUSED_REDIS}\n" + YAML_ROUTE)
+    # A worker or script of the project: DJANGO_SETTINGS_MODULE set, django.setup() not called.
+    script = (
+        "import bridge\n"
+        "config = bridge.configure('config.yaml')\n"
+        "print(config.routes[0].consumer_class.__name__)\n"
+        "from channels.layers import get_channel_layer\n"
+        "print(type(get_channel_layer()).__module__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=clean_env(DJANGO_SETTINGS_MODULE="myproject.settings"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["DeviceConsumer", "channels.layers"]
+    assert "channel_layer.url redis://:***@127.0.0.1:9/0 is ignored" in result.stderr
