@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import hashlib
 import hmac
@@ -28,6 +29,9 @@ from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
+
+# The version range pyproject.toml pins amqtt to: _Broker below overrides private methods.
+AMQTT_VERSIONS = ">=0.12.1,<0.13"
 
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError"]
 
@@ -65,6 +69,49 @@ class _AdmitPlugin(BaseAuthPlugin):  # type: ignore[misc]
 
     async def authenticate(self, *, session: Session) -> bool:
         return True
+
+
+# True while amqtt handles a SUBSCRIBE in the current task (see _Broker).
+_subscribing = contextvars.ContextVar("_subscribing", default=False)
+
+
+class _Broker(Broker):  # type: ignore[misc]
+    """amqtt's Broker, sending retained messages as MQTT 3.1.1 says.
+
+    The one place this module reaches into amqtt's private methods; pinned by AMQTT_VERSIONS and
+    checked by tests/test_embedded.py::test_amqtt_private_methods_we_override_are_still_there.
+
+    amqtt 0.12 calls ``_publish_retained_messages_for_subscription`` after a SUBACK (right,
+    MQTT-3.3.1-6) and also on every CONNECT for every filter *any* client ever subscribed to:
+    each connecting client got other devices' retained messages, and then its own a second time
+    when it subscribed. Here only the SUBACK path sends them.
+    """
+
+    async def _handle_subscription(self, *args: Any, **kwargs: Any) -> None:
+        token = _subscribing.set(True)
+        try:
+            await super()._handle_subscription(*args, **kwargs)
+        finally:
+            _subscribing.reset(token)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        if _subscribing.get():
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        # amqtt sends what it queued for an offline persistent session with RETAIN set; these are
+        # deliveries for an established subscription, which MQTT-3.3.1-9 sends with RETAIN 0.
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = []
+        while not session.retained_messages.empty():
+            queued = session.retained_messages.get_nowait()
+            sends.append(handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False))
+        # As amqtt: a send that fails (the client left again) must not fail the connection.
+        await asyncio.gather(*sends, return_exceptions=True)
 
 
 def _digest(password: bytes) -> bytes:
@@ -346,7 +393,7 @@ class EmbeddedBroker:
             sockets = await self._bind()
             broker: Any = None
             try:
-                broker = Broker(self._config())
+                broker = _Broker(self._config())
                 await broker.start()
                 self._broker = broker  # before serving: _serve hands connections to it
                 self._servers = [
