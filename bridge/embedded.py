@@ -49,6 +49,9 @@ _CHUNK = 65536
 # will message, username, password.
 _MAX_CONNECT = 10 + 5 * (2 + 65535)
 _NOT_AUTHORIZED = b"\x20\x02\x00\x05"  # CONNACK, return code 5
+_UNACCEPTABLE_PROTOCOL = b"\x20\x02\x00\x01"  # CONNACK, return code 1 (MQTT-3.1.2-2)
+# Protocol name and level of each MQTT version, as CONNECT carries them (MQTT 5, 3.1.2.1-2).
+_VERSIONS = {(b"MQTT", 4): "3.1.1", (b"MQTT", 5): "5", (b"MQIsdp", 3): "3.1"}
 
 # MQTT 3.1.1 control packet types (high nibble of the first byte).
 _CONNECT, _PUBLISH, _PUBREL = 1, 3, 6
@@ -142,6 +145,32 @@ def _credentials(connect: bytes) -> tuple[str | None, bytes | None]:
     if flags & 0x40:
         password, at = field(at)
     return username, password
+
+
+def _protocol_refusal(connect: bytes) -> tuple[bytes | None, str] | None:
+    """Why a CONNECT's protocol is refused, with the CONNACK to answer (None: just close).
+
+    None if it is MQTT 3.1.1. Read before the rest of the CONNECT, whose layout differs between
+    versions: MQTT 5 puts properties after the keep-alive.
+    """
+    size = int.from_bytes(connect[:2], "big")
+    name, level = connect[2 : 2 + size], connect[2 + size : 3 + size]
+    if not level:
+        return None, "malformed CONNECT"
+    version = _VERSIONS.get((name, level[0]))
+    if version == "3.1.1":
+        return None
+    if version is not None:
+        advice = "configure the device for MQTT 3.1.1"
+        if version == "5":
+            advice += ", or run an MQTT 5 broker such as Mosquitto and point broker.url at it"
+        return _UNACCEPTABLE_PROTOCOL, (
+            f"it speaks MQTT {version} and the embedded broker speaks MQTT 3.1.1 only; {advice}"
+        )
+    if name in (b"MQTT", b"MQIsdp"):
+        return _UNACCEPTABLE_PROTOCOL, f"unknown MQTT protocol level {level[0]}"
+    # MQTT-3.1.2-1: not MQTT at all, so no CONNACK either.
+    return None, f"not MQTT: protocol name {name.decode(errors='replace')!r}"
 
 
 def _is_loopback(host: str) -> bool:
@@ -588,6 +617,13 @@ class EmbeddedBroker:
             broker = self._broker
             if connect is None or broker is None:
                 logger.debug("closing a connection that sent no CONNECT")
+                return
+            refusal = _protocol_refusal(connect)
+            if refusal is not None:
+                connack, reason = refusal
+                logger.info("refused MQTT client %s: %s", guarded.peer, reason)
+                if connack is not None:
+                    writer.write(connack)
                 return
             # Authenticate before amqtt sees the client: amqtt 0.12 keeps a session for every
             # refused CONNECT forever, and lets a refused client take over (disconnect) the

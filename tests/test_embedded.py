@@ -472,3 +472,49 @@ def test_amqtt_private_methods_we_override_are_still_there() -> None:
     assert f'"amqtt{embedded.AMQTT_VERSIONS}"' in pyproject
     installed = tuple(int(part) for part in importlib.metadata.version("amqtt").split(".")[:3])
     assert (0, 12, 1) <= installed < (0, 13), installed
+
+
+# --- protocol versions: MQTT-3.1.2-2 --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("users", [None, {"alice": "s3cret"}], ids=["anonymous", "users"])
+async def test_mqtt_5_client_is_told_the_protocol_version_is_unacceptable(
+    users: dict[str, str] | None, clients: list[PahoClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.embedded")
+    async with EmbeddedBroker(port=0, users=users) as broker:
+        device = PahoClient(broker.url, protocol=mqtt.MQTTv5, username="alice", password="s3cret")
+        clients.append(device)
+        reason = await device.connect()
+    # paho reads return code 1 (unacceptable protocol version) from a 3.1.1 broker this way.
+    assert reason.getName() == "Unsupported protocol version", reason
+    refusals = [r.getMessage() for r in caplog.records if r.name == "bridge.embedded"]
+    refusals = [message for message in refusals if message.startswith("refused")]
+    assert refusals == [
+        f"refused MQTT client {device.host}:{refusals[0].split(':')[1].split(' ')[0]}: it speaks "
+        "MQTT 5 and the embedded broker speaks MQTT 3.1.1 only; configure the device for MQTT "
+        "3.1.1, or run an MQTT 5 broker such as Mosquitto and point broker.url at it"
+    ], caplog.text
+    assert "malformed" not in caplog.text
+
+
+async def test_mqtt_3_1_client_is_told_the_protocol_version_is_unacceptable(
+    broker: EmbeddedBroker, clients: list[PahoClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.embedded")
+    device = PahoClient(broker.url, protocol=mqtt.MQTTv31)
+    clients.append(device)
+    assert (await device.connect()).getName() == "Unsupported protocol version"
+    assert "it speaks MQTT 3.1 and the embedded broker speaks MQTT 3.1.1 only" in caplog.text
+
+
+async def test_connect_of_another_protocol_is_closed_without_connack(
+    broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bridge.embedded")
+    port = urlsplit(broker.url).port or 0
+    body = b"\x00\x04HTTP\x04\x02\x00\x3c\x00\x00"
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        await asyncio.to_thread(assert_closed_by_peer, sock)  # MQTT-3.1.2-1
+    assert "not MQTT: protocol name 'HTTP'" in caplog.text
