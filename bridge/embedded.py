@@ -16,11 +16,11 @@ import asyncio
 import contextlib
 import contextvars
 import errno
-import hashlib
 import hmac
-import ipaddress
 import logging
+import secrets
 import socket
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +29,9 @@ from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
+
+from bridge._config_values import _embedded_access_problem, _embedded_allows_anonymous
+from bridge.passwords import PasswordHash, hash_password
 
 # The version range pyproject.toml pins amqtt to: _Broker below overrides private methods.
 AMQTT_VERSIONS = ">=0.12.1,<0.13"
@@ -56,6 +59,10 @@ _VERSIONS = {(b"MQTT", 4): "3.1.1", (b"MQTT", 5): "5", (b"MQIsdp", 3): "3.1"}
 # MQTT 3.1.1 control packet types (high nibble of the first byte).
 _CONNECT, _PUBLISH, _PUBREL = 1, 3, 6
 _PUBACK, _PUBREC, _PUBCOMP = b"\x40\x02", b"\x50\x02", b"\x70\x02"
+
+
+# Verified against when a username is unknown, so that costs what a known one costs.
+_UNKNOWN_USER = PasswordHash.parse(hash_password(secrets.token_urlsafe(16)))
 
 
 class EmbeddedBrokerError(Exception):
@@ -117,10 +124,6 @@ class _Broker(Broker):  # type: ignore[misc]
         await asyncio.gather(*sends, return_exceptions=True)
 
 
-def _digest(password: bytes) -> bytes:
-    return hashlib.sha256(password).digest()
-
-
 def _credentials(connect: bytes) -> tuple[str | None, bytes | None]:
     """Username and password of a CONNECT body (MQTT 3.1.1 section 3.1); ValueError if cut short."""
 
@@ -171,15 +174,6 @@ def _protocol_refusal(connect: bytes) -> tuple[bytes | None, str] | None:
         return _UNACCEPTABLE_PROTOCOL, f"unknown MQTT protocol level {level[0]}"
     # MQTT-3.1.2-1: not MQTT at all, so no CONNACK either.
     return None, f"not MQTT: protocol name {name.decode(errors='replace')!r}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: we do not resolve it to decide on security
-        return False
 
 
 def _hostport(host: str, port: int) -> str:
@@ -351,9 +345,12 @@ class _GuardedReader(ReaderAdapter):  # type: ignore[misc]
 class EmbeddedBroker:
     """An amqtt MQTT 3.1.1 broker serving on ``host:port`` inside the running event loop.
 
-    ``allow_anonymous=None`` allows anonymous clients only on a loopback host without ``users``.
-    ``users`` maps username to plaintext password. A PUBLISH whose payload exceeds
-    ``max_payload_bytes`` is dropped (and acknowledged) before it is buffered.
+    ``users`` maps username to password hash (``$7$...``, see :mod:`bridge.passwords`).
+    ``allow_anonymous=None`` admits clients without a username only on a loopback host without
+    ``users``; a non-loopback host needs ``users`` or an explicit ``allow_anonymous=True``.
+    ``owner_credentials`` log in whatever the settings: they are for the bridge's own client.
+    A PUBLISH whose payload exceeds ``max_payload_bytes`` is dropped (and acknowledged) before
+    it is buffered.
     """
 
     def __init__(
@@ -362,7 +359,7 @@ class EmbeddedBroker:
         port: int = 1883,
         *,
         allow_anonymous: bool | None = None,
-        users: dict[str, str] | None = None,
+        users: Mapping[str, str] | None = None,
         max_payload_bytes: int | None = None,
     ) -> None:
         host = host.removeprefix("[").removesuffix("]")
@@ -370,28 +367,23 @@ class EmbeddedBroker:
             raise ValueError(f"port must be between 0 and 65535, not {port!r}")
         if max_payload_bytes is not None and max_payload_bytes < 1:
             raise ValueError(f"max_payload_bytes must be at least 1, not {max_payload_bytes!r}")
-        if allow_anonymous is None:
-            if not users and not _is_loopback(host):
-                raise EmbeddedBrokerError(
-                    f"refusing to start the embedded broker on {_hostport(host, port)} without "
-                    "authentication: it would accept anonymous clients from the network. Set "
-                    "broker.users (username: password), listen on a loopback address "
-                    f"(e.g. {_hostport('127.0.0.1', port)}), or set broker.allow_anonymous: true "
-                    "if anonymous access is intended."
-                )
-            allow_anonymous = not users and _is_loopback(host)
-        elif not allow_anonymous and not users:
-            raise EmbeddedBrokerError(
-                "the embedded broker would admit no client: broker.allow_anonymous is false and "
-                "broker.users is empty. Add broker.users or allow anonymous clients."
-            )
+        self._hashes: dict[str, PasswordHash] = {}
+        for name, text in (users or {}).items():
+            try:
+                self._hashes[name] = PasswordHash.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"users[{name!r}]: {exc}") from None
+        problem = _embedded_access_problem(host, port, allow_anonymous, bool(self._hashes))
+        if problem is not None:
+            key, message = problem
+            raise EmbeddedBrokerError(f"refusing to start the embedded broker: {key}: {message}")
         self.host = host
         self.port = port
-        self.allow_anonymous = allow_anonymous
+        self.allow_anonymous = _embedded_allows_anonymous(host, allow_anonymous, bool(self._hashes))
         self.max_payload_bytes = max_payload_bytes
-        self._digests = {
-            name: _digest(password.encode()) for name, password in (users or {}).items()
-        }
+        # Random per broker: the bridge's own client needs no configured password, and nobody
+        # who does not share the bridge's process can know this one.
+        self.owner_credentials = (f"mqttbridge-{secrets.token_hex(4)}", secrets.token_urlsafe(32))
         self._broker: Any = None  # amqtt.broker.Broker while running
         self._servers: list[asyncio.Server] = []
         # Connection tasks and their streams, to end them on stop().
@@ -582,7 +574,7 @@ class EmbeddedBroker:
             )
         return f"cannot start the embedded broker: cannot listen on {where}: {exc}"
 
-    def _admits(self, connect: bytes, guarded: _GuardedReader) -> bool:
+    async def _admits(self, connect: bytes, guarded: _GuardedReader) -> bool:
         try:
             username, password = _credentials(connect)
         except ValueError:
@@ -592,11 +584,14 @@ class EmbeddedBroker:
             if not self.allow_anonymous:
                 logger.info("refused MQTT client %s: no username", guarded.peer)
             return self.allow_anonymous
-        expected = self._digests.get(username)
-        given = _digest(password or b"")
-        # Compare digests, so timing says nothing about the password; and compare even for an
-        # unknown user, so it says nothing about who exists either.
-        if hmac.compare_digest(expected or bytes(len(given)), given) and expected is not None:
+        owner, secret = self.owner_credentials
+        if username == owner and hmac.compare_digest(password or b"", secret.encode()):
+            return True
+        # Hash even for an unknown user, so timing says nothing about who exists. In a thread:
+        # a hash costs milliseconds, which the loop spends moving messages instead.
+        known = self._hashes.get(username)
+        matches = await asyncio.to_thread((known or _UNKNOWN_USER).verify, password or b"")
+        if matches and known is not None:
             return True
         logger.info("refused MQTT client %s: bad credentials for %r", guarded.peer, username)
         return False
@@ -628,7 +623,7 @@ class EmbeddedBroker:
             # Authenticate before amqtt sees the client: amqtt 0.12 keeps a session for every
             # refused CONNECT forever, and lets a refused client take over (disconnect) the
             # connected client whose client id it claims.
-            if not self._admits(connect, guarded):
+            if not await self._admits(connect, guarded):
                 writer.write(_NOT_AUTHORIZED)
                 return
             await broker.external_connected(guarded, StreamWriterAdapter(writer), _LISTENER)

@@ -8,6 +8,7 @@ import inspect
 import logging
 import queue
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,10 +22,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from bridge import embedded
 from bridge.embedded import EmbeddedBroker, EmbeddedBrokerError
+from bridge.passwords import hash_password
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 5.0
+# One iteration: these tests are about who gets in, not about the hash's cost.
+ALICE = {"alice": hash_password("s3cret", iterations=1)}
 
 
 class PahoClient:
@@ -208,19 +212,26 @@ def test_non_loopback_host_without_authentication_is_refused() -> None:
     with pytest.raises(EmbeddedBrokerError) as caught:
         EmbeddedBroker("0.0.0.0", 1883)
     assert str(caught.value) == (
-        "refusing to start the embedded broker on 0.0.0.0:1883 without authentication: it would "
-        "accept anonymous clients from the network. Set broker.users (username: password), "
-        "listen on a loopback address (e.g. 127.0.0.1:1883), or set broker.allow_anonymous: "
-        "true if anonymous access is intended."
+        "refusing to start the embedded broker: broker.listen: 0.0.0.0:1883 is not a loopback "
+        "address, and without broker.users the embedded broker would accept anonymous clients "
+        "from the network; add broker.users (`mqttbridge passwd <username>` makes an entry), "
+        "listen on 127.0.0.1:1883, or set broker.allow_anonymous: true if that is intended"
     )
     # Either explicit choice is accepted.
     assert EmbeddedBroker("0.0.0.0", allow_anonymous=True).allow_anonymous
-    assert not EmbeddedBroker("0.0.0.0", users={"alice": "s3cret"}).allow_anonymous
+    assert not EmbeddedBroker("0.0.0.0", users=ALICE).allow_anonymous
 
 
 def test_a_broker_nobody_could_use_is_refused() -> None:
-    with pytest.raises(EmbeddedBrokerError, match="would admit no client"):
+    with pytest.raises(EmbeddedBrokerError, match=r"false without broker\.users admits no device"):
         EmbeddedBroker(allow_anonymous=False)
+
+
+def test_a_plaintext_password_is_refused_without_being_shown() -> None:
+    with pytest.raises(ValueError) as caught:
+        EmbeddedBroker(users={"alice": "s3cret"})
+    assert "s3cret" not in str(caught.value)
+    assert str(caught.value).startswith("users['alice']: expected a password hash ($7$...)")
 
 
 @pytest.mark.parametrize(
@@ -232,12 +243,12 @@ def test_anonymous_is_allowed_by_default_only_on_loopback(host: str, allowed: bo
     if allowed:
         assert EmbeddedBroker(host).allow_anonymous
     else:
-        with pytest.raises(EmbeddedBrokerError, match="without authentication"):
+        with pytest.raises(EmbeddedBrokerError, match="accept anonymous clients"):
             EmbeddedBroker(host)
 
 
 async def test_users_need_the_right_password(clients: list[PahoClient]) -> None:
-    async with EmbeddedBroker(port=0, users={"alice": "s3cret"}) as broker:
+    async with EmbeddedBroker(port=0, users=ALICE) as broker:
         for username, password in [("alice", "wrong"), ("mallory", "s3cret"), (None, None)]:
             refused = PahoClient(broker.url, username=username, password=password)
             clients.append(refused)
@@ -255,7 +266,7 @@ async def test_refused_client_cannot_disturb_the_client_whose_id_it_claims(
     clients: list[PahoClient],
 ) -> None:
     # amqtt alone would drop the victim's session (and subscriptions) before checking the password.
-    async with EmbeddedBroker(port=0, users={"alice": "s3cret"}) as broker:
+    async with EmbeddedBroker(port=0, users=ALICE) as broker:
         alice = await connected(
             clients, broker.url, username="alice", password="s3cret", client_id="dev1"
         )
@@ -288,12 +299,42 @@ async def test_persistent_session_keeps_qos1_messages_while_offline(
 
 
 async def test_anonymous_is_accepted_next_to_users_when_allowed(clients: list[PahoClient]) -> None:
-    users = {"alice": "s3cret"}
-    async with EmbeddedBroker(port=0, users=users, allow_anonymous=True) as broker:
+    async with EmbeddedBroker(port=0, users=ALICE, allow_anonymous=True) as broker:
         await connected(clients, broker.url)
         wrong = PahoClient(broker.url, username="alice", password="wrong")
         clients.append(wrong)
         assert (await wrong.connect()).is_failure
+
+
+async def test_a_mosquitto_passwd_hash_lets_its_user_in(
+    tmp_path: Path, clients: list[PahoClient]
+) -> None:
+    # Devices move between Mosquitto and the embedded broker with the same password file lines.
+    password_file = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-c", "-b", str(password_file), "alice", "s3cret"],
+        check=True,
+        capture_output=True,
+    )
+    username, _, hashed = password_file.read_text().strip().partition(":")
+    async with EmbeddedBroker(port=0, users={username: hashed}) as broker:
+        await connected(clients, broker.url, username="alice", password="s3cret")
+        wrong = PahoClient(broker.url, username="alice", password="s3cret!")
+        clients.append(wrong)
+        assert (await wrong.connect()).getName() == "Not authorized"
+
+
+async def test_the_owner_credentials_get_in_whatever_the_settings(
+    clients: list[PahoClient],
+) -> None:
+    # The bridge's own client: no anonymous access and no configured user for it.
+    async with EmbeddedBroker(port=0, users=ALICE, allow_anonymous=False) as broker:
+        username, password = broker.owner_credentials
+        await connected(clients, broker.url, username=username, password=password)
+        guess = PahoClient(broker.url, username=username, password="guess")
+        clients.append(guess)
+        assert (await guess.connect()).getName() == "Not authorized"
+    assert EmbeddedBroker(port=0).owner_credentials != broker.owner_credentials
 
 
 @pytest.mark.parametrize("qos", [0, 1, 2])
@@ -477,7 +518,7 @@ def test_amqtt_private_methods_we_override_are_still_there() -> None:
 # --- protocol versions: MQTT-3.1.2-2 --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("users", [None, {"alice": "s3cret"}], ids=["anonymous", "users"])
+@pytest.mark.parametrize("users", [None, ALICE], ids=["anonymous", "users"])
 async def test_mqtt_5_client_is_told_the_protocol_version_is_unacceptable(
     users: dict[str, str] | None, clients: list[PahoClient], caplog: pytest.LogCaptureFixture
 ) -> None:
