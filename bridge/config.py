@@ -71,7 +71,7 @@ _SESSION_EXPIRY_MAX = 0xFFFFFFFF  # "never expires" (MQTT 5, 3.1.2.11.2)
 _PACKET_MAX = 268_435_455  # largest Remaining Length MQTT can encode (MQTT 5, 1.5.5)
 # Devices default to MQTT's registered port, and the embedded broker is for setups without
 # Mosquitto, where 1883 is free. The repository's config.yaml picks 18830 instead so that its
-# demo also runs next to a Mosquitto (docs/config.md, `broker.listen`).
+# demo also runs next to a Mosquitto (docs/config.md, "The embedded broker").
 EMBEDDED_LISTEN = "127.0.0.1:1883"
 
 
@@ -127,7 +127,8 @@ class BrokerConfig:
     ``scheme``, ``host``, ``port`` and ``path`` are derived from ``url`` (from ``listen`` for
     the embedded broker); ``path`` is only set for ``ws://`` and ``wss://`` and keeps any query.
     Construction raises ``ValueError`` for a malformed ``url`` or ``listen``. The loader, not
-    this class, fills ``client_id`` and picks ``protocol="3.1.1"`` for the embedded broker.
+    this class, fills ``client_id``, picks ``protocol="3.1.1"`` for the embedded broker, checks
+    the ``users`` hashes and refuses an embedded broker open to the network.
     """
 
     url: str = "embedded"
@@ -339,6 +340,9 @@ _TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure")
 _RECONNECT_KEYS = ("min_delay", "max_delay")
 _LAYER_KEYS = ("url", "publish_channel", "group_expiry")
 _ROUTE_KEYS = ("topic", "consumer", "qos")
+_LIMITS_KEYS = (
+    "max_payload_bytes", "max_instances", "idle_timeout", "queue_size", "shutdown_timeout",
+)  # fmt: skip
 
 
 class _AnyKey(Collection[str]):
@@ -355,9 +359,6 @@ class _AnyKey(Collection[str]):
 
 
 _ANY_KEY = _AnyKey()
-_LIMITS_KEYS = (
-    "max_payload_bytes", "max_instances", "idle_timeout", "queue_size", "shutdown_timeout",
-)  # fmt: skip
 
 
 class _Reader(_NodeReader):

@@ -7,7 +7,11 @@ owns the listening sockets and hands each accepted connection to
 * report a taken port with a message that says what to do, instead of amqtt's generic failure,
 * bind port 0 once and report the port actually bound (no probe-then-rebind race),
 * frame packets before amqtt reads them, to enforce what amqtt 0.12 does not: a payload limit
-  (checked before the payload is buffered), the keep-alive timeout and a CONNECT timeout.
+  (checked before the payload is buffered), the keep-alive timeout and a CONNECT timeout,
+* read each CONNECT first: answer other MQTT versions with the return code MQTT 3.1.1 asks for,
+  and check the password (``broker.users``) before amqtt, which mishandles refused clients.
+
+``_Broker`` fixes amqtt's retained-message delivery; it is the one subclass of amqtt's internals.
 """
 
 from __future__ import annotations
@@ -94,7 +98,8 @@ class _Broker(Broker):  # type: ignore[misc]
     amqtt 0.12 calls ``_publish_retained_messages_for_subscription`` after a SUBACK (right,
     MQTT-3.3.1-6) and also on every CONNECT for every filter *any* client ever subscribed to:
     each connecting client got other devices' retained messages, and then its own a second time
-    when it subscribed. Here only the SUBACK path sends them.
+    when it subscribed. Here only the SUBACK path sends them. Messages queued for an offline
+    session go out without the RETAIN flag.
     """
 
     async def _handle_subscription(self, *args: Any, **kwargs: Any) -> None:
