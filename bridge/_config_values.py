@@ -112,8 +112,42 @@ def _is_loopback(host: str) -> bool:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    except ValueError:  # a host name: we do not resolve it to decide on security
         return False
+
+
+_MAKE_USER = "`mqttbridge passwd <username>` makes an entry"
+
+
+def _embedded_access_problem(
+    host: str, port: int, allow_anonymous: bool | None, has_users: bool
+) -> tuple[str, str] | None:
+    """``(key, message)`` if the embedded broker would be open to the network or closed to all.
+
+    ``bridge.config`` reports it at ``key``'s line, ``EmbeddedBroker`` refuses to start with it:
+    one verdict for ``check`` and ``run``.
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if allow_anonymous is None and not has_users and not _is_loopback(host):
+        loopback = f"[::1]:{port}" if ":" in host else f"127.0.0.1:{port}"
+        return "broker.listen", (
+            f"{where} is not a loopback address, and without broker.users the embedded broker "
+            f"would accept anonymous clients from the network; add broker.users ({_MAKE_USER}), "
+            f"listen on {loopback}, or set broker.allow_anonymous: true if that is intended"
+        )
+    if allow_anonymous is False and not has_users:
+        return "broker.allow_anonymous", (
+            f"false without broker.users admits no device; add broker.users ({_MAKE_USER}) "
+            "or leave allow_anonymous out"
+        )
+    return None
+
+
+def _embedded_allows_anonymous(host: str, allow_anonymous: bool | None, has_users: bool) -> bool:
+    """Whether clients without a username get in: by default only on loopback without users."""
+    if allow_anonymous is None:
+        return not has_users and _is_loopback(host)
+    return allow_anonymous
 
 
 def _generate_client_id() -> str:

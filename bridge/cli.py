@@ -3,6 +3,7 @@
     mqttbridge run [--config F] [--asgi module:app] [--broker URL] [--client-id ID] [--demo]
     mqttbridge check [--config F] [--asgi module:app]
     mqttbridge routes [--config F] [--asgi module:app]
+    mqttbridge passwd USERNAME   (a broker.users entry for the embedded broker)
 
 As in daphne, the CLI is a class with ``run(argv)`` returning the exit status, so tests call it
 with a list. Configuration errors print one line naming file, line and key, and exit 2 with no
@@ -20,11 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+import yaml
 
 from . import __version__
 from .config import (
@@ -36,6 +40,7 @@ from .config import (
     resolve_consumers,
 )
 from .logs import configure_logging, plural
+from .passwords import DEFAULT_ITERATIONS, hash_password
 
 __all__ = ["CommandLineInterface", "main"]
 
@@ -57,9 +62,15 @@ class Loaded:
 
 
 class CommandLineInterface:
-    def __init__(self, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        stdin: TextIO | None = None,
+    ) -> None:
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
+        self.stdin = stdin or sys.stdin
         self.parser = self._build_parser()
         self.server: Any = None  # the Server built by ``run``, for tests
 
@@ -108,6 +119,20 @@ class CommandLineInterface:
         routes.add_argument(
             "--asgi", metavar="MODULE:APP", help="also list the application's TopicRouter routes"
         )
+
+        passwd = commands.add_parser(
+            "passwd",
+            help="hash a password for broker.users (embedded broker)",
+            description="Print a broker.users entry for USERNAME. The password is asked for "
+            "twice on a terminal, or read from the first line of standard input.",
+        )
+        passwd.add_argument("username", metavar="USERNAME")
+        passwd.add_argument(
+            "--iterations",
+            type=int,
+            default=DEFAULT_ITERATIONS,
+            help=f"PBKDF2 iterations (default: {DEFAULT_ITERATIONS})",
+        )
         return parser
 
     @staticmethod
@@ -122,6 +147,8 @@ class CommandLineInterface:
 
     def run(self, argv: Sequence[str]) -> int:
         args = self.parser.parse_args(list(argv))
+        if args.command == "passwd":  # needs no configuration
+            return self.cmd_passwd(args)
         # As daphne and uvicorn do: `mqttbridge` is a console script, whose sys.path[0] is its
         # own directory, so a project's modules are found only with the working directory.
         if "." not in sys.path:
@@ -185,6 +212,31 @@ class CommandLineInterface:
             file=self.stdout,
         )
         return 0
+
+    def cmd_passwd(self, args: argparse.Namespace) -> int:
+        if args.iterations < 1:
+            print("error: --iterations must be at least 1", file=self.stderr)
+            return 2
+        try:
+            password = self._read_new_password(args.username)
+        except ValueError as exc:
+            print(f"error: {exc}", file=self.stderr)
+            return 2
+        entry = {args.username: hash_password(password, iterations=args.iterations)}
+        # safe_dump quotes a username YAML would otherwise read as something else (no, 007).
+        print(yaml.safe_dump(entry, width=1000).strip(), file=self.stdout)
+        return 0
+
+    def _read_new_password(self, username: str) -> str:
+        if self.stdin.isatty():
+            password = getpass.getpass(f"password for {username}: ")
+            if getpass.getpass("again: ") != password:
+                raise ValueError("the passwords differ")
+        else:  # scripts: printf '%s\n' "$PASSWORD" | mqttbridge passwd alice
+            password = self.stdin.readline().removesuffix("\n").removesuffix("\r")
+        if not password:
+            raise ValueError("the password is empty")
+        return password
 
     def cmd_routes(self, args: argparse.Namespace, loaded: Loaded) -> int:
         from .topics import compile_pattern, shared_filter

@@ -16,7 +16,7 @@ import inspect
 import os
 import re
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from bridge._config_values import (
     _check_channel_name,
     _check_client_id,
     _check_shared_group,
+    _embedded_access_problem,
     _generate_client_id,
     _is_loopback,
     _mask_password,
@@ -45,6 +46,7 @@ from bridge._yaml_reader import (
     _seconds,
     _Section,
 )
+from bridge.passwords import PasswordHash
 from bridge.topics import compile_pattern, validate_publish_topic
 
 __all__ = [
@@ -68,6 +70,10 @@ _MEMORY_BACKEND = "bridge.layers.InMemoryChannelLayer"
 _REDIS_BACKEND = "bridge.redis_layer.RedisChannelLayer"
 _SESSION_EXPIRY_MAX = 0xFFFFFFFF  # "never expires" (MQTT 5, 3.1.2.11.2)
 _PACKET_MAX = 268_435_455  # largest Remaining Length MQTT can encode (MQTT 5, 1.5.5)
+# Devices default to MQTT's registered port, and the embedded broker is for setups without
+# Mosquitto, where 1883 is free. The repository's config.yaml picks 18830 instead so that its
+# demo also runs next to a Mosquitto (docs/config.md, "The embedded broker").
+EMBEDDED_LISTEN = "127.0.0.1:1883"
 
 
 class ConfigError(Exception):
@@ -141,12 +147,15 @@ class BrokerConfig:
     ``scheme``, ``host``, ``port`` and ``path`` are derived from ``url`` (from ``listen`` for
     the embedded broker); ``path`` is only set for ``ws://`` and ``wss://`` and keeps any query.
     Construction raises ``ValueError`` for a malformed ``url`` or ``listen``. The loader, not
-    this class, fills ``client_id`` and picks ``protocol="3.1.1"`` for the embedded broker.
+    this class, fills ``client_id``, picks ``protocol="3.1.1"`` for the embedded broker, checks
+    the ``users`` hashes and refuses an embedded broker open to the network.
     """
 
     url: str = "embedded"
-    listen: str = "127.0.0.1:1883"
+    listen: str = EMBEDDED_LISTEN
     allow_anonymous: bool | None = None
+    # Username -> password hash ($7$..., bridge.passwords). Left out of hash(): a dict has none.
+    users: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
     client_id: str | None = None
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -384,7 +393,7 @@ def _no_key_password() -> str:
 
 _TOP_KEYS = ("broker", "channel_layer", "routes", "limits", "dead_letter_topic")
 _BROKER_KEYS = (
-    "url", "listen", "allow_anonymous", "client_id", "username", "password", "protocol",
+    "url", "listen", "allow_anonymous", "users", "client_id", "username", "password", "protocol",
     "keepalive", "clean_start", "session_expiry", "shared_group", "tls", "reconnect",
     "outbound_queue",
 )  # fmt: skip
@@ -395,6 +404,22 @@ _ROUTE_KEYS = ("topic", "consumer", "qos")
 _LIMITS_KEYS = (
     "max_payload_bytes", "max_instances", "idle_timeout", "queue_size", "shutdown_timeout",
 )  # fmt: skip
+
+
+class _AnyKey(Collection[str]):
+    """The keys of a mapping whose keys are data (``broker.users``), not schema."""
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_ANY_KEY = _AnyKey()
 
 
 class _Reader(_NodeReader):
@@ -445,12 +470,25 @@ class _Reader(_NodeReader):
             url = "embedded"  # stands in, so that the rest of the section is still read
         scheme, host, _, _ = _parse_broker_url(url)
         embedded = scheme == "embedded"
-        listen = s.text("listen", "127.0.0.1:1883")
+        listen = s.text("listen", EMBEDDED_LISTEN)
         if s.validate("listen", _parse_listen, listen) is None:
-            listen = "127.0.0.1:1883"
+            listen = EMBEDDED_LISTEN  # stands in, as url's does
+        listen_host, listen_port = _parse_listen(listen)
         # Ignored unless embedded, not refused: one file often switches between the embedded
         # broker and a remote one through ${MQTTBRIDGE_BROKER:-embedded}.
         allow_anonymous = s.get("allow_anonymous", None, _optional_boolean)
+        users = self.read_users(s.child("users", _ANY_KEY))
+        if embedded:
+            problem = _embedded_access_problem(
+                listen_host, listen_port, allow_anonymous, bool(users)
+            )
+            if problem is not None:
+                key, message = problem
+                s.reject(
+                    key.removeprefix("broker."),
+                    message,
+                    involving=("url", "listen", "allow_anonymous", "users"),
+                )
 
         # amqtt, the embedded broker, speaks MQTT 3.1.1 only.
         protocol = s.get("protocol", "3.1.1" if embedded else "5", _protocol)
@@ -514,6 +552,7 @@ class _Reader(_NodeReader):
             url=url,
             listen=listen,
             allow_anonymous=allow_anonymous,
+            users=users,
             client_id=client_id,
             username=username,
             password=password,
@@ -526,6 +565,18 @@ class _Reader(_NodeReader):
             reconnect=reconnect,
             outbound_queue=s.get("outbound_queue", 10000, _integer(1)),
         )
+
+    def read_users(self, s: _Section) -> dict[str, str]:
+        users = {}
+        for name in s.nodes:
+            text = s.optional_text(name) or ""
+            try:
+                PasswordHash.parse(text)
+            except ValueError as exc:
+                s.reject(name, str(exc).replace("<username>", name))
+                continue
+            users[name] = text
+        return users
 
     def read_tls(self, s: _Section, scheme: str | None, host: str) -> TLSConfig:
         tls = TLSConfig(

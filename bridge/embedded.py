@@ -7,19 +7,24 @@ owns the listening sockets and hands each accepted connection to
 * report a taken port with a message that says what to do, instead of amqtt's generic failure,
 * bind port 0 once and report the port actually bound (no probe-then-rebind race),
 * frame packets before amqtt reads them, to enforce what amqtt 0.12 does not: a payload limit
-  (checked before the payload is buffered), the keep-alive timeout and a CONNECT timeout.
+  (checked before the payload is buffered), the keep-alive timeout and a CONNECT timeout,
+* read each CONNECT first: answer other MQTT versions with the return code MQTT 3.1.1 asks for,
+  and check the password (``broker.users``) before amqtt, which mishandles refused clients.
+
+``_Broker`` fixes amqtt's retained-message delivery; it is the one subclass of amqtt's internals.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
-import hashlib
 import hmac
-import ipaddress
 import logging
+import secrets
 import socket
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +33,12 @@ from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
+
+from bridge._config_values import _embedded_access_problem, _embedded_allows_anonymous
+from bridge.passwords import PasswordHash, hash_password
+
+# The version range pyproject.toml pins amqtt to: _Broker below overrides private methods.
+AMQTT_VERSIONS = ">=0.12.1,<0.13"
 
 __all__ = ["EmbeddedBroker", "EmbeddedBrokerError"]
 
@@ -45,10 +56,17 @@ _CHUNK = 65536
 # will message, username, password.
 _MAX_CONNECT = 10 + 5 * (2 + 65535)
 _NOT_AUTHORIZED = b"\x20\x02\x00\x05"  # CONNACK, return code 5
+_UNACCEPTABLE_PROTOCOL = b"\x20\x02\x00\x01"  # CONNACK, return code 1 (MQTT-3.1.2-2)
+# Protocol name and level of each MQTT version, as CONNECT carries them (MQTT 5, 3.1.2.1-2).
+_VERSIONS = {(b"MQTT", 4): "3.1.1", (b"MQTT", 5): "5", (b"MQIsdp", 3): "3.1"}
 
 # MQTT 3.1.1 control packet types (high nibble of the first byte).
 _CONNECT, _PUBLISH, _PUBREL = 1, 3, 6
 _PUBACK, _PUBREC, _PUBCOMP = b"\x40\x02", b"\x50\x02", b"\x70\x02"
+
+
+# Verified against when a username is unknown, so that costs what a known one costs.
+_UNKNOWN_USER = PasswordHash.parse(hash_password(secrets.token_urlsafe(16)))
 
 
 class EmbeddedBrokerError(Exception):
@@ -67,8 +85,48 @@ class _AdmitPlugin(BaseAuthPlugin):  # type: ignore[misc]
         return True
 
 
-def _digest(password: bytes) -> bytes:
-    return hashlib.sha256(password).digest()
+# True while amqtt handles a SUBSCRIBE in the current task (see _Broker).
+_subscribing = contextvars.ContextVar("_subscribing", default=False)
+
+
+class _Broker(Broker):  # type: ignore[misc]
+    """amqtt's Broker, sending retained messages as MQTT 3.1.1 says.
+
+    The one place this module reaches into amqtt's private methods; pinned by AMQTT_VERSIONS and
+    checked by tests/test_embedded.py::test_amqtt_private_methods_we_override_are_still_there.
+
+    amqtt 0.12 calls ``_publish_retained_messages_for_subscription`` after a SUBACK (right,
+    MQTT-3.3.1-6) and also on every CONNECT for every filter *any* client ever subscribed to:
+    each connecting client got other devices' retained messages, and then its own a second time
+    when it subscribed. Here only the SUBACK path sends them. Messages queued for an offline
+    session go out without the RETAIN flag.
+    """
+
+    async def _handle_subscription(self, *args: Any, **kwargs: Any) -> None:
+        token = _subscribing.set(True)
+        try:
+            await super()._handle_subscription(*args, **kwargs)
+        finally:
+            _subscribing.reset(token)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        if _subscribing.get():
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    async def _publish_session_retained_messages(self, session: Session) -> None:
+        # amqtt sends what it queued for an offline persistent session with RETAIN set; these are
+        # deliveries for an established subscription, which MQTT-3.3.1-9 sends with RETAIN 0.
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = []
+        while not session.retained_messages.empty():
+            queued = session.retained_messages.get_nowait()
+            sends.append(handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False))
+        # As amqtt: a send that fails (the client left again) must not fail the connection.
+        await asyncio.gather(*sends, return_exceptions=True)
 
 
 def _credentials(connect: bytes) -> tuple[str | None, bytes | None]:
@@ -97,13 +155,30 @@ def _credentials(connect: bytes) -> tuple[str | None, bytes | None]:
     return username, password
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: we do not resolve it to decide on security
-        return False
+def _protocol_refusal(connect: bytes) -> tuple[bytes | None, str] | None:
+    """Why a CONNECT's protocol is refused, with the CONNACK to answer (None: just close).
+
+    None if it is MQTT 3.1.1. Read before the rest of the CONNECT, whose layout differs between
+    versions: MQTT 5 puts properties after the keep-alive.
+    """
+    size = int.from_bytes(connect[:2], "big")
+    name, level = connect[2 : 2 + size], connect[2 + size : 3 + size]
+    if not level:
+        return None, "malformed CONNECT"
+    version = _VERSIONS.get((name, level[0]))
+    if version == "3.1.1":
+        return None
+    if version is not None:
+        advice = "configure the device for MQTT 3.1.1"
+        if version == "5":
+            advice += ", or run an MQTT 5 broker such as Mosquitto and point broker.url at it"
+        return _UNACCEPTABLE_PROTOCOL, (
+            f"it speaks MQTT {version} and the embedded broker speaks MQTT 3.1.1 only; {advice}"
+        )
+    if name in (b"MQTT", b"MQIsdp"):
+        return _UNACCEPTABLE_PROTOCOL, f"unknown MQTT protocol level {level[0]}"
+    # MQTT-3.1.2-1: not MQTT at all, so no CONNACK either.
+    return None, f"not MQTT: protocol name {name.decode(errors='replace')!r}"
 
 
 def _hostport(host: str, port: int) -> str:
@@ -275,9 +350,12 @@ class _GuardedReader(ReaderAdapter):  # type: ignore[misc]
 class EmbeddedBroker:
     """An amqtt MQTT 3.1.1 broker serving on ``host:port`` inside the running event loop.
 
-    ``allow_anonymous=None`` allows anonymous clients only on a loopback host without ``users``.
-    ``users`` maps username to plaintext password. A PUBLISH whose payload exceeds
-    ``max_payload_bytes`` is dropped (and acknowledged) before it is buffered.
+    ``users`` maps username to password hash (``$7$...``, see :mod:`bridge.passwords`).
+    ``allow_anonymous=None`` admits clients without a username only on a loopback host without
+    ``users``; a non-loopback host needs ``users`` or an explicit ``allow_anonymous=True``.
+    ``owner_credentials`` log in whatever the settings: they are for the bridge's own client.
+    A PUBLISH whose payload exceeds ``max_payload_bytes`` is dropped (and acknowledged) before
+    it is buffered.
     """
 
     def __init__(
@@ -286,7 +364,7 @@ class EmbeddedBroker:
         port: int = 1883,
         *,
         allow_anonymous: bool | None = None,
-        users: dict[str, str] | None = None,
+        users: Mapping[str, str] | None = None,
         max_payload_bytes: int | None = None,
     ) -> None:
         host = host.removeprefix("[").removesuffix("]")
@@ -294,28 +372,23 @@ class EmbeddedBroker:
             raise ValueError(f"port must be between 0 and 65535, not {port!r}")
         if max_payload_bytes is not None and max_payload_bytes < 1:
             raise ValueError(f"max_payload_bytes must be at least 1, not {max_payload_bytes!r}")
-        if allow_anonymous is None:
-            if not users and not _is_loopback(host):
-                raise EmbeddedBrokerError(
-                    f"refusing to start the embedded broker on {_hostport(host, port)} without "
-                    "authentication: it would accept anonymous clients from the network. Set "
-                    "broker.users (username: password), listen on a loopback address "
-                    f"(e.g. {_hostport('127.0.0.1', port)}), or set broker.allow_anonymous: true "
-                    "if anonymous access is intended."
-                )
-            allow_anonymous = not users and _is_loopback(host)
-        elif not allow_anonymous and not users:
-            raise EmbeddedBrokerError(
-                "the embedded broker would admit no client: broker.allow_anonymous is false and "
-                "broker.users is empty. Add broker.users or allow anonymous clients."
-            )
+        self._hashes: dict[str, PasswordHash] = {}
+        for name, text in (users or {}).items():
+            try:
+                self._hashes[name] = PasswordHash.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"users[{name!r}]: {exc}") from None
+        problem = _embedded_access_problem(host, port, allow_anonymous, bool(self._hashes))
+        if problem is not None:
+            key, message = problem
+            raise EmbeddedBrokerError(f"refusing to start the embedded broker: {key}: {message}")
         self.host = host
         self.port = port
-        self.allow_anonymous = allow_anonymous
+        self.allow_anonymous = _embedded_allows_anonymous(host, allow_anonymous, bool(self._hashes))
         self.max_payload_bytes = max_payload_bytes
-        self._digests = {
-            name: _digest(password.encode()) for name, password in (users or {}).items()
-        }
+        # Random per broker: the bridge's own client needs no configured password, and nobody
+        # who does not share the bridge's process can know this one.
+        self.owner_credentials = (f"mqttbridge-{secrets.token_hex(4)}", secrets.token_urlsafe(32))
         self._broker: Any = None  # amqtt.broker.Broker while running
         self._servers: list[asyncio.Server] = []
         # Connection tasks and their streams, to end them on stop().
@@ -346,7 +419,7 @@ class EmbeddedBroker:
             sockets = await self._bind()
             broker: Any = None
             try:
-                broker = Broker(self._config())
+                broker = _Broker(self._config())
                 await broker.start()
                 self._broker = broker  # before serving: _serve hands connections to it
                 self._servers = [
@@ -506,7 +579,7 @@ class EmbeddedBroker:
             )
         return f"cannot start the embedded broker: cannot listen on {where}: {exc}"
 
-    def _admits(self, connect: bytes, guarded: _GuardedReader) -> bool:
+    async def _admits(self, connect: bytes, guarded: _GuardedReader) -> bool:
         try:
             username, password = _credentials(connect)
         except ValueError:
@@ -516,11 +589,14 @@ class EmbeddedBroker:
             if not self.allow_anonymous:
                 logger.info("refused MQTT client %s: no username", guarded.peer)
             return self.allow_anonymous
-        expected = self._digests.get(username)
-        given = _digest(password or b"")
-        # Compare digests, so timing says nothing about the password; and compare even for an
-        # unknown user, so it says nothing about who exists either.
-        if hmac.compare_digest(expected or bytes(len(given)), given) and expected is not None:
+        owner, secret = self.owner_credentials
+        if username == owner and hmac.compare_digest(password or b"", secret.encode()):
+            return True
+        # Hash even for an unknown user, so timing says nothing about who exists. In a thread:
+        # a hash costs milliseconds, which the loop spends moving messages instead.
+        known = self._hashes.get(username)
+        matches = await asyncio.to_thread((known or _UNKNOWN_USER).verify, password or b"")
+        if matches and known is not None:
             return True
         logger.info("refused MQTT client %s: bad credentials for %r", guarded.peer, username)
         return False
@@ -542,10 +618,17 @@ class EmbeddedBroker:
             if connect is None or broker is None:
                 logger.debug("closing a connection that sent no CONNECT")
                 return
+            refusal = _protocol_refusal(connect)
+            if refusal is not None:
+                connack, reason = refusal
+                logger.info("refused MQTT client %s: %s", guarded.peer, reason)
+                if connack is not None:
+                    writer.write(connack)
+                return
             # Authenticate before amqtt sees the client: amqtt 0.12 keeps a session for every
             # refused CONNECT forever, and lets a refused client take over (disconnect) the
             # connected client whose client id it claims.
-            if not self._admits(connect, guarded):
+            if not await self._admits(connect, guarded):
                 writer.write(_NOT_AUTHORIZED)
                 return
             await broker.external_connected(guarded, StreamWriterAdapter(writer), _LISTENER)

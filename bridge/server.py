@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import signal
 import socket
@@ -134,14 +135,16 @@ class Server:
 
     async def startup(self) -> None:
         cfg = self.config
+        broker = cfg.broker
         host = port = None
-        if cfg.broker.scheme == "embedded":
+        if broker.scheme == "embedded":
             from .embedded import EmbeddedBroker
 
             self.embedded = EmbeddedBroker(
-                cfg.broker.host,
-                cfg.broker.port,
-                allow_anonymous=cfg.broker.allow_anonymous,
+                broker.host,
+                broker.port,
+                allow_anonymous=broker.allow_anonymous,
+                users=broker.users,
                 # Above the bridge's own limit, so oversized messages reach the bridge and are
                 # dead-lettered; the broker's cap only protects its memory.
                 max_payload_bytes=max(4 * cfg.limits.max_payload_bytes, 1 << 20),
@@ -149,8 +152,11 @@ class Server:
             await self.embedded.start()
             self.broker_url = self.embedded.url
             host, port = self.embedded.url.rsplit("//", 1)[1].rsplit(":", 1)
+            # The bridge logs in to its own broker whether or not devices need passwords.
+            username, password = self.embedded.owner_credentials
+            broker = dataclasses.replace(broker, username=username, password=password)
         self.client = MqttClient(
-            cfg.broker,
+            broker,
             self._on_message,
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from bridge.cli import CommandLineInterface
+from bridge.config import load_config
+from bridge.passwords import PasswordHash
 from tests.services import PahoClient, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,9 +27,10 @@ ROUTE_YAML = (
 )
 
 
-def run_cli(*argv: str) -> tuple[int, str, str]:
+def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    status = CommandLineInterface(stdout=out, stderr=err).run(list(argv))
+    cli = CommandLineInterface(stdout=out, stderr=err, stdin=io.StringIO(stdin))
+    status = cli.run(list(argv))
     return status, out.getvalue(), err.getvalue()
 
 
@@ -111,6 +114,71 @@ def test_embedded_broker_port_taken_is_a_clear_error(tmp_path):
     assert status == 1
     assert f"127.0.0.1:{port} is already in use" in err
     assert "broker.listen" in err
+
+
+OPEN_BROKER = "broker:\n  url: embedded\n  listen: 0.0.0.0:18830\n" + ROUTE_YAML
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_check_refuses_what_run_refuses_an_embedded_broker_open_to_anyone(tmp_path, command):
+    path = write_config(tmp_path, OPEN_BROKER)
+    status, out, err = run_cli(command, "--config", path)
+    assert (status, out) == (2, "")
+    assert err == (
+        f"error: {path}:3: broker.listen: 0.0.0.0:18830 is not a loopback address, and without "
+        "broker.users the embedded broker would accept anonymous clients from the network; add "
+        "broker.users (`mqttbridge passwd <username>` makes an entry), listen on "
+        "127.0.0.1:18830, or set broker.allow_anonymous: true if that is intended\n"
+    )
+
+
+def test_check_accepts_an_embedded_broker_open_to_its_users(tmp_path):
+    _, entry, _ = run_cli("passwd", "t1", "--iterations", "1", stdin="s3cret\n")
+    text = OPEN_BROKER.replace("\nroutes:", f"\n  users:\n    {entry.strip()}\nroutes:")
+    status, out, err = run_cli("check", "--config", write_config(tmp_path, text))
+    assert status == 0, err
+    assert "OK" in out
+
+
+def test_passwd_prints_an_entry_for_broker_users(tmp_path):
+    status, out, err = run_cli("passwd", "007", stdin="s3cret\n")
+    assert (status, err) == (0, "")
+    assert out.startswith("'007': $7$10000$") and out.count("\n") == 1  # quoted: not an int
+    assert "s3cret" not in out
+    config = load_config(write_config(tmp_path, f"broker:\n  users:\n    {out}"))
+    assert PasswordHash.parse(config.broker.users["007"]).verify(b"s3cret")
+
+
+def test_passwd_refuses_an_empty_password():
+    assert run_cli("passwd", "t1", stdin="\n") == (2, "", "error: the password is empty\n")
+
+
+def test_embedded_broker_lets_devices_with_passwords_in_and_the_bridge_too(
+    tmp_path, bridge_process
+):
+    port = free_port()
+    _, entry, _ = run_cli("passwd", "t1", "--iterations", "1", stdin="s3cret\n")
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: embedded\n  listen: 127.0.0.1:{port}\n  allow_anonymous: false\n"
+        f"  users:\n    {entry.strip()}\n" + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path)
+    bridge.wait_for("bridge ready")  # the bridge's own client got in without a password of ours
+    device = PahoClient("127.0.0.1", port)
+    device.client.username_pw_set("t1", "s3cret")
+    with device:
+        device.subscribe("reply/#", qos=1)
+        device.publish("sensors/t1/data", b"echo", qos=1)
+        assert device.next_message().payload == b"echo"
+    stranger = PahoClient("127.0.0.1", port)
+    stranger.client.reconnect_delay_set(60, 60)
+    with pytest.raises(TimeoutError, match="no CONNACK"):
+        stranger.connect(wait=1.0)
+    stranger.close()
+    bridge.proc.send_signal(signal.SIGTERM)
+    assert bridge.proc.wait(15) == 0
+    assert "refused MQTT client 127.0.0.1:" in "".join(bridge.lines)
 
 
 class BridgeProcess:
@@ -309,7 +377,7 @@ def test_broker_and_client_id_flags_override_the_config(mosquitto, bridge_proces
     bridge.wait_for("bridge ready")
     log = "".join(bridge.lines)
     assert f"connected to 127.0.0.1:{mosquitto.port} as 'gw-7'" in log
-    assert "embedded" not in log
+    assert "embedded MQTT broker" not in log  # (the checkout's path may say "embedded")
     bridge.proc.send_signal(signal.SIGTERM)
     assert bridge.proc.wait(15) == 0
 

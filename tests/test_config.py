@@ -29,6 +29,7 @@ from bridge.config import (
     load_config,
     parse_config,
 )
+from bridge.passwords import PasswordHash, hash_password
 from bridge.topics import TopicError, compile_pattern
 from tests import config_targets
 
@@ -259,8 +260,9 @@ def test_x_keys_at_the_top_level_hold_anchors_for_merge_keys() -> None:
 def test_x_keys_are_only_ignored_at_the_top_level() -> None:
     assert error("broker:\n  x-note: hi\n") == (
         "config.yaml:2: broker.x-note: unknown key; expected one of 'url', 'listen', "
-        "'allow_anonymous', 'client_id', 'username', 'password', 'protocol', 'keepalive', "
-        "'clean_start', 'session_expiry', 'shared_group', 'tls', 'reconnect', 'outbound_queue'"
+        "'allow_anonymous', 'users', 'client_id', 'username', 'password', 'protocol', "
+        "'keepalive', 'clean_start', 'session_expiry', 'shared_group', 'tls', 'reconnect', "
+        "'outbound_queue'"
     )
 
 
@@ -493,8 +495,9 @@ def test_variables_come_from_os_environ_by_default(monkeypatch: pytest.MonkeyPat
 def test_keys_are_not_substituted() -> None:
     assert error("broker:\n  ${KEY}: x\n", KEY="url") == (
         "config.yaml:2: broker.${KEY}: unknown key; expected one of 'url', 'listen', "
-        "'allow_anonymous', 'client_id', 'username', 'password', 'protocol', 'keepalive', "
-        "'clean_start', 'session_expiry', 'shared_group', 'tls', 'reconnect', 'outbound_queue'"
+        "'allow_anonymous', 'users', 'client_id', 'username', 'password', 'protocol', "
+        "'keepalive', 'clean_start', 'session_expiry', 'shared_group', 'tls', 'reconnect', "
+        "'outbound_queue'"
     )
 
 
@@ -562,7 +565,7 @@ def test_broker_config_checks_its_url_when_built_directly() -> None:
 @pytest.mark.parametrize(
     ("listen", "host", "port"),
     [
-        ("0.0.0.0:1884", "0.0.0.0", 1884),
+        ("127.0.0.2:1884", "127.0.0.2", 1884),
         ("[::1]:0", "::1", 0),
         ("localhost:65535", "localhost", 65535),
     ],
@@ -594,8 +597,80 @@ def test_listen_and_allow_anonymous_are_ignored_for_a_remote_broker() -> None:
 
 
 def test_allow_anonymous_is_kept_for_the_embedded_broker() -> None:
-    assert broker("broker:\n  allow_anonymous: false\n").allow_anonymous is False
+    users = f"  users:\n    alice: {ALICE}\n"
+    assert broker("broker:\n  allow_anonymous: false\n" + users).allow_anonymous is False
     assert broker("broker:\n  allow_anonymous: true\n").allow_anonymous is True
+
+
+# --- the embedded broker's users ----------------------------------------------------------------
+
+ALICE = hash_password("s3cret", iterations=1)
+
+
+def test_users_map_usernames_to_password_hashes() -> None:
+    mosquitto = (  # from mosquitto_passwd 2.0.11
+        "$7$101$uOdVwLAhFK6nZgFf$kmho4/HagiNPaUwJORQdiTYp80DzdOZM/WfVKIRTb30LHFJyhOnLN+A0fV3U3eo8"
+        "CaCFihEjidvERh15oL4BKg=="
+    )
+    b = broker(
+        f"broker:\n  listen: 0.0.0.0:1883\n  users:\n    alice: {ALICE}\n"
+        f"    '007': ${{BOB_HASH}}\n    carol: {mosquitto}\n",
+        BOB_HASH=ALICE,
+    )
+    assert b.users == {"alice": ALICE, "007": ALICE, "carol": mosquitto}
+    assert ALICE not in repr(b)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("s3cret", "expected a password hash ($7$...), not a password; make one with "
+         "`mqttbridge passwd alice`"),
+        ("$6$salt$hash", "Mosquitto 1.x hashes ($6$, one round of SHA-512) are too weak to "
+         "accept; make one with `mqttbridge passwd alice`"),
+        ("$7$many$c2FsdA==$aGFzaA==", "malformed $7$ password hash; make one with "
+         "`mqttbridge passwd alice`"),
+        ("", "expected a password hash ($7$...); make one with `mqttbridge passwd alice`"),
+    ],
+)  # fmt: skip
+def test_a_user_without_a_password_hash_is_refused_without_showing_the_value(
+    value: str, message: str
+) -> None:
+    text = (
+        f"broker:\n  users:\n    alice: '{value}'\n" if value else "broker:\n  users:\n    alice:\n"
+    )
+    assert error(text) == f"config.yaml:3: broker.users.alice: {message}"
+
+
+def test_embedded_broker_open_to_the_network_is_refused() -> None:
+    assert error("broker:\n  url: embedded\n  listen: 0.0.0.0:18830\n") == (
+        "config.yaml:3: broker.listen: 0.0.0.0:18830 is not a loopback address, and without "
+        "broker.users the embedded broker would accept anonymous clients from the network; add "
+        "broker.users (`mqttbridge passwd <username>` makes an entry), listen on "
+        "127.0.0.1:18830, or set broker.allow_anonymous: true if that is intended"
+    )
+    assert broker("broker:\n  listen: 0.0.0.0:18830\n  allow_anonymous: true\n").port == 18830
+    assert broker("broker:\n  listen: '[::]:1883'\n  allow_anonymous: true\n").host == "::"
+    assert "listen on [::1]:1883" in error("broker:\n  listen: '[::]:1883'\n")
+
+
+def test_embedded_broker_closed_to_every_device_is_refused() -> None:
+    assert error("broker:\n  listen: 0.0.0.0:18830\n  allow_anonymous: false\n") == (
+        "config.yaml:3: broker.allow_anonymous: false without broker.users admits no device; "
+        "add broker.users (`mqttbridge passwd <username>` makes an entry) or leave "
+        "allow_anonymous out"
+    )
+
+
+def test_users_are_not_required_for_a_remote_broker() -> None:
+    b = broker("broker:\n  url: mqtt://h\n  listen: 0.0.0.0:1883\n  allow_anonymous: false\n")
+    assert b.scheme == "mqtt"
+
+
+def test_embedded_broker_listens_on_the_mqtt_port_of_loopback_by_default() -> None:
+    assert (BrokerConfig().listen, broker("").listen) == ("127.0.0.1:1883", "127.0.0.1:1883")
+    docs = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    assert "| `listen` | string | `127.0.0.1:1883` |" in docs
 
 
 @pytest.mark.parametrize(
@@ -1133,7 +1208,7 @@ def test_import_string_errors_say_what_failed(path: str, message: str) -> None:
 def test_yaml_examples_in_the_docs_load(pki: Path) -> None:
     docs = Path(__file__).parent.parent / "docs" / "config.md"
     blocks = re.findall(r"```yaml\n(.*?)```", docs.read_text(), re.DOTALL)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     full = blocks[0].replace("/etc/mqttbridge/ca.pem", str(pki / "a.crt"))
     config = parse_config(full, "config.md", environ={"MQTT_PASSWORD": "p"})
     assert (config.broker.scheme, config.broker.session_expiry) == ("mqtts", 3600)
@@ -1142,6 +1217,9 @@ def test_yaml_examples_in_the_docs_load(pki: Path) -> None:
         "StatusConsumer",
     ]
     assert [route.qos for route in parse_config(blocks[1], "config.md").routes] == [2, 0]
+    hashed = hash_password("example", iterations=1)
+    users = parse_config(blocks[2], "config.md", environ={"SENSOR_T2_HASH": hashed}).broker.users
+    assert PasswordHash.parse(users["sensor-t1"]).verify(b"example")
 
 
 # --- every mistake at once ---------------------------------------------------------------------
