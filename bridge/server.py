@@ -32,6 +32,7 @@ from .deadletter import dead_letter_record
 from .events import InvalidEvent, validate_publish, validate_subscribe
 from .instances import AckToken, AckTracker, Instance
 from .intake import PublishIntake
+from .redis_timeouts import fit_channel_layers
 from .routing import Route, TopicRouter, find_topic_router
 from .subscriptions import DynamicSubscriptions
 from .topics import shared_filter
@@ -133,6 +134,9 @@ class Server:
 
     async def startup(self) -> None:
         cfg = self.config
+        # Before the intake or any consumer opens a Redis connection: a stock channels_redis
+        # layer from CHANNEL_LAYERS would otherwise time out on every idle read (redis-py 8).
+        fit_channel_layers()
         host = port = None
         if cfg.broker.scheme == "embedded":
             from .embedded import EmbeddedBroker
