@@ -82,3 +82,17 @@ def test_other_layers_are_left_alone():
     fit_blocking_reads(pubsub)
     fit_blocking_reads(None)
     assert pubsub._kwargs == {"hosts": [URL]}
+
+
+def test_every_alias_is_fitted_and_a_broken_one_is_left_to_fail_where_it_is_used():
+    from channels.layers import channel_layers
+    from django.test import override_settings
+
+    from bridge.redis_timeouts import fit_channel_layers
+
+    stock = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [URL]}}
+    broken = {"BACKEND": "no.such.Layer"}
+    with override_settings(CHANNEL_LAYERS={"default": stock, "devices": stock, "bad": broken}):
+        fit_channel_layers()
+        for alias in ("default", "devices"):
+            assert channel_layers[alias].hosts == [{"address": URL, "socket_timeout": NEEDED}]
