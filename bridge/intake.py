@@ -65,6 +65,7 @@ class PublishIntake:
                 raise
             except Exception as exc:
                 # Redis gone: the bridge keeps bridging MQTT and keeps trying the layer.
+                self._stats["layer_receive_failures"] += 1
                 logger.warning(
                     "channel layer receive failed (%s: %s); retrying in %.1f s",
                     type(exc).__name__,

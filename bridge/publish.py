@@ -21,6 +21,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from .events import InvalidEvent, validate_publish
+from .redis_timeouts import fit_blocking_reads
 
 __all__ = ["PublishError", "apublish", "apublish_json", "configure", "publish", "publish_json"]
 
@@ -83,6 +84,9 @@ async def apublish(
             "no channel layer: set CHANNEL_LAYERS in Django settings, or call "
             "bridge.configure('config.yaml') first"
         )
+    # A Django process's stock channels_redis layer: without this a confirm wait longer than
+    # 5 s ends in redis-py's TimeoutError (bridge/redis_timeouts.py).
+    fit_blocking_reads(layer)
     message: dict[str, Any] = {"type": "mqtt.publish", **body}
     if isinstance(payload, bytearray | memoryview):
         message["payload"] = bytes(payload)

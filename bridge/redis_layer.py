@@ -11,6 +11,8 @@ from typing import Any
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer as _ChannelsRedisChannelLayer
 
+from .redis_timeouts import fit_blocking_reads
+
 __all__ = ["RedisChannelLayer"]
 
 
@@ -22,6 +24,9 @@ class RedisChannelLayer(_ChannelsRedisChannelLayer):  # type: ignore[misc]
     capped publishing from another process near 1,400 msg/s on 2 cores. The same four
     commands run here as one Lua script, atomically, with the same semantics (``ChannelFull``
     when the channel is at capacity). Process-local (``!``) channels keep the stock path.
+
+    Its Redis socket timeout outlasts its blocking reads (bridge/redis_timeouts.py), so an idle
+    layer waits instead of timing out and reconnecting every ``brpop_timeout`` seconds.
     """
 
     _SEND_SCRIPT = """
@@ -33,6 +38,10 @@ class RedisChannelLayer(_ChannelsRedisChannelLayer):  # type: ignore[misc]
         redis.call('EXPIRE', KEYS[1], ARGV[5])
         return 1
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        fit_blocking_reads(self)
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         if "!" in channel:

@@ -34,6 +34,7 @@ from .events import InvalidEvent, validate_dead_letter, validate_publish, valida
 from .instances import AckToken, AckTracker, Instance
 from .intake import PublishIntake
 from .logs import plural
+from .redis_timeouts import fit_channel_layers
 from .routing import Route, TopicRouter, find_topic_router
 from .subscriptions import DynamicSubscriptions
 from .topics import shared_filter
@@ -136,6 +137,9 @@ class Server:
     async def startup(self) -> None:
         cfg = self.config
         broker = cfg.broker
+        # Before the intake or any consumer opens a Redis connection: a stock channels_redis
+        # layer from CHANNEL_LAYERS would otherwise time out on every idle read (redis-py 8).
+        fit_channel_layers()
         host = port = None
         if broker.scheme == "embedded":
             from .embedded import EmbeddedBroker
