@@ -283,6 +283,22 @@ def test_second_signal_cancels_instances_at_once(mosquitto, tmp_path, bridge_pro
     assert "second stop request" in "".join(bridge.lines)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mqtt//user:PASS@host", "'mqtt//user:***@host'"),
+        ("mqtt:/user:PASS@host", "'mqtt:***@host'"),
+        ("mqtt://user:PA/SS@host", "'mqtt://user:***@host'"),
+    ],
+)
+def test_a_malformed_broker_flag_is_echoed_without_its_password(tmp_path, url, shown):
+    path = write_config(tmp_path, ROUTE_YAML)
+    status, out, err = run_cli("run", "--config", path, "--broker", url)
+    assert status == 2
+    assert err.startswith("error: command line: --broker: ") and shown in err
+    assert "PA" not in out + err
+
+
 def test_check_does_not_print_the_redis_password(tmp_path):
     path = write_config(tmp_path, "channel_layer:\n  url: redis://:s3cret@127.0.0.1:6379/0\n")
     status, out, err = run_cli("check", "--config", path)
