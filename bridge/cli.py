@@ -158,6 +158,7 @@ class CommandLineInterface:
         return 0
 
     def cmd_run(self, args: argparse.Namespace, config: Config) -> int:
+        from .client import BrokerUnusable
         from .embedded import EmbeddedBrokerError
         from .routing import topic
         from .server import Server
@@ -192,6 +193,8 @@ class CommandLineInterface:
         except EmbeddedBrokerError as exc:
             print(f"error: {exc}", file=self.stderr)
             return 1
+        except BrokerUnusable:
+            return 1  # the client logged why, as one ERROR line
         except KeyboardInterrupt:
             pass
         return 0

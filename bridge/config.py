@@ -66,6 +66,8 @@ __all__ = [
 _MEMORY_BACKEND = "bridge.layers.InMemoryChannelLayer"
 _REDIS_BACKEND = "bridge.redis_layer.RedisChannelLayer"
 _SESSION_EXPIRY_MAX = 0xFFFFFFFF  # "never expires" (MQTT 5, 3.1.2.11.2)
+# IANA's ports for MQTT and MQTT over TLS.
+_WELL_KNOWN_SCHEMES = {1883: "mqtt", 8883: "mqtts"}
 _PACKET_MAX = 268_435_455  # largest Remaining Length MQTT can encode (MQTT 5, 1.5.5)
 
 
@@ -368,8 +370,15 @@ class _Reader(_NodeReader):
 
     def read_broker(self, s: _Section) -> BrokerConfig:
         url = s.text("url", "embedded")
-        scheme, host, _, _ = s.check("url", _parse_broker_url, url)
+        scheme, host, port, _ = s.check("url", _parse_broker_url, url)
         embedded = scheme == "embedded"
+        expected = _WELL_KNOWN_SCHEMES.get(port)
+        if expected is not None and scheme in ("mqtt", "mqtts") and scheme != expected:
+            # Caught at run time too (bridge/_connect_errors.py), but `check` can say it first.
+            self.warnings.append(
+                f"broker.url: port {port} is the port for {expected}://, not {scheme}://; "
+                f"use {expected}:// unless the broker is set up otherwise"
+            )
         listen = s.text("listen", "127.0.0.1:1883")
         s.check("listen", _parse_listen, listen)
         # Ignored unless embedded, not refused: one file often switches between the embedded

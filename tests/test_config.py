@@ -762,6 +762,30 @@ def test_credentials_over_tls_or_loopback_do_not_warn(url: str) -> None:
     assert load(f"broker:\n  url: '{url}'\n  username: u\n  password: p\n").warnings == ()
 
 
+@pytest.mark.parametrize(
+    ("url", "warning"),
+    [
+        (
+            "mqtt://h:8883",
+            "broker.url: port 8883 is the port for mqtts://, not mqtt://; use mqtts:// unless "
+            "the broker is set up otherwise",
+        ),
+        (
+            "mqtts://h:1883",
+            "broker.url: port 1883 is the port for mqtt://, not mqtts://; use mqtt:// unless "
+            "the broker is set up otherwise",
+        ),
+    ],
+)
+def test_a_scheme_that_does_not_fit_the_well_known_port_warns(url: str, warning: str) -> None:
+    assert load(f"broker:\n  url: '{url}'\n").warnings == (warning,)
+
+
+@pytest.mark.parametrize("url", ["mqtt://h:1883", "mqtts://h:8883", "mqtt://h:8884", "ws://h:8883"])
+def test_a_scheme_that_fits_its_port_does_not_warn(url: str) -> None:
+    assert load(f"broker:\n  url: '{url}'\n").warnings == ()
+
+
 def test_password_without_username_is_refused_on_mqtt_3() -> None:
     assert error("broker:\n  url: mqtts://h\n  protocol: 3.1.1\n  password: p\n") == (
         "config.yaml:4: broker.password: MQTT 3.1.1 sends a password only with a broker.username"
