@@ -6,7 +6,8 @@
 
 As in daphne, the CLI is a class with ``run(argv)`` returning the exit status, so tests call it
 with a list. Configuration errors print one line naming file, line and key, and exit 2 with no
-traceback.
+traceback. ``run`` exits 1 when the embedded broker cannot start, or when the first connection
+to the broker fails in a way no retry can fix (logged as one ERROR line naming the setting).
 """
 
 from __future__ import annotations
