@@ -20,6 +20,7 @@ _TLS_SCHEMES = ("mqtts", "wss")
 # channels.layers.BaseChannelLayer.channel_name_regex, minus the "!" of process-local names,
 # which only a receiving layer may hand out.
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,99}")
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
 
 
@@ -28,28 +29,29 @@ def _parse_broker_url(url: str) -> tuple[str, str, int, str]:
     if url == "embedded":
         return "embedded", "", 0, ""
     parts = urlsplit(url)
+    shown = _mask_password(url)
     if parts.scheme not in _DEFAULT_PORTS or not parts.netloc:
         raise ValueError(
-            f"expected 'embedded' or an mqtt://, mqtts://, ws:// or wss:// URL, got {url!r}"
+            f"expected 'embedded' or an mqtt://, mqtts://, ws:// or wss:// URL, got {shown!r}"
         )
     if "@" in parts.netloc:
         raise ValueError("credentials do not belong in the URL; use broker.username and password")
     if not parts.hostname:
-        raise ValueError(f"no host in {url!r}")
+        raise ValueError(f"no host in {shown!r}")
     if not _valid_host(parts.hostname):
-        raise ValueError(f"invalid host {parts.hostname!r} in {url!r}")
+        raise ValueError(f"invalid host {parts.hostname!r} in {shown!r}")
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"invalid port in {url!r}; expected a number from 1 to 65535") from None
+        raise ValueError(f"invalid port in {shown!r}; expected a number from 1 to 65535") from None
     if port == 0:
-        raise ValueError(f"invalid port in {url!r}; expected a number from 1 to 65535")
+        raise ValueError(f"invalid port in {shown!r}; expected a number from 1 to 65535")
     if parts.fragment:
-        raise ValueError(f"unexpected '#' fragment in {url!r}")
+        raise ValueError(f"unexpected '#' fragment in {shown!r}")
     if parts.scheme in ("ws", "wss"):
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     elif parts.path not in ("", "/") or parts.query:
-        raise ValueError(f"{parts.scheme}:// URLs take no path, got {url!r}")
+        raise ValueError(f"{parts.scheme}:// URLs take no path, got {shown!r}")
     else:
         path = ""
     return parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme], path
@@ -91,12 +93,20 @@ def _parse_layer_url(url: str) -> str:
 
 
 def _mask_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with the password of its ``user:password@`` replaced by ``***``.
+
+    Errors echo what was typed, so this must hold for malformed URLs too (``mqtt//u:pw@h``,
+    a password containing '/', '?', '#' or '@'), where ``urlsplit`` finds no password: the
+    password is taken to run from the first ':' after any ``scheme://`` to the last '@'.
+    """
+    at = url.rfind("@")
+    if at == -1:
         return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return parts._replace(netloc=f"{user}:***@{hostinfo}").geturl()
+    scheme = _SCHEME_PREFIX.match(url)
+    colon = url.find(":", scheme.end() if scheme else 0, at)
+    if colon == -1:
+        return url  # a user name alone is no secret
+    return f"{url[:colon]}:***{url[at:]}"
 
 
 def _valid_host(host: str) -> bool:

@@ -7,7 +7,8 @@
 
 As in daphne, the CLI is a class with ``run(argv)`` returning the exit status, so tests call it
 with a list. Configuration errors print one line naming file, line and key, and exit 2 with no
-traceback.
+traceback. ``run`` exits 1 when the embedded broker cannot start, or when the first connection
+to the broker fails in a way no retry can fix (logged as one ERROR line naming the setting).
 
 Start-up follows daphne and uvicorn, so a Django project runs from its directory with nothing
 exported: the working directory goes on ``sys.path``; the ``--asgi`` application is imported
@@ -273,6 +274,7 @@ class CommandLineInterface:
         return 0
 
     def cmd_run(self, args: argparse.Namespace, loaded: Loaded) -> int:
+        from .client import BrokerUnusable
         from .embedded import EmbeddedBrokerError
         from .routing import topic
         from .server import Server
@@ -302,6 +304,8 @@ class CommandLineInterface:
         except EmbeddedBrokerError as exc:
             print(f"error: {exc}", file=self.stderr)
             return 1
+        except BrokerUnusable:
+            return 1  # the client logged why, as one ERROR line
         except KeyboardInterrupt:
             pass
         return 0

@@ -1,4 +1,5 @@
-"""An asyncio face on paho-mqtt: one client, driven by the event loop, that never gives up.
+"""An asyncio face on paho-mqtt: one client, driven by the event loop, that does not give up
+on a broker it has once reached.
 
 Why not ``loop_start()`` or aiomqtt: the per-message path is the product. A paho thread costs a
 thread hop per message; aiomqtt adds a queue and a task switch per message. Here paho is driven
@@ -7,7 +8,8 @@ socket reads are buffered: paho asks the socket for one byte, then the length, t
 so three ``recv`` calls per packet; ``_BufferedClient`` reads up to 64 KiB at once and serves
 paho from memory, then the bridge drains every complete packet in one callback.
 
-This module owns the connection: connect, reconnect with exponential backoff and jitter,
+This module owns the connection: connect, say why an attempt failed (``_connect_errors``) and
+stop if the first one failed in a way no retry can fix, reconnect with backoff and jitter,
 re-subscribing every filter after each reconnect (whether or not the broker kept the session),
 queueing publishes while disconnected, and futures for PUBACK/SUBACK.
 """
@@ -31,9 +33,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ._connect_errors import ClosedBeforeConnack, ConnectFailure, diagnose, refused
 from .config import BrokerConfig
 
-__all__ = ["ConnectionLost", "MqttClient", "OutboundQueueFull", "PublishFailed"]
+__all__ = ["BrokerUnusable", "ConnectionLost", "MqttClient", "OutboundQueueFull", "PublishFailed"]
 
 logger = logging.getLogger("bridge.client")
 
@@ -58,17 +61,31 @@ class ConnectionLost(RuntimeError):
     """The connection to the broker ended before an operation completed."""
 
 
+class BrokerUnusable(RuntimeError):
+    """The first connection failed in a way no retry can fix (a certificate that does not
+    verify, a refused password): ``str()`` is one line naming the setting to change."""
+
+
 class _BufferedClient(paho.Client):
     """paho's client with reads served from a 64 KiB buffer instead of one syscall per field."""
 
     _rbuf: bytes = b""
     _rpos: int = 0
+    # What the last failed read raised: paho only logs it, and a TLS alert is the one place
+    # that says why the broker closed (e.g. it wanted a client certificate).
+    read_error: OSError | None = None
 
     def _sock_recv(self, bufsize: int) -> bytes:
         pos = self._rpos
         buf = self._rbuf
         if pos >= len(buf):
-            buf = super()._sock_recv(_READ_CHUNK)  # raises BlockingIOError when empty
+            try:
+                buf = super()._sock_recv(_READ_CHUNK)
+            except BlockingIOError:
+                raise  # nothing to read yet
+            except OSError as exc:
+                self.read_error = exc
+                raise
             if not buf:
                 return b""
             self._rbuf = buf
@@ -95,6 +112,7 @@ class _BufferedClient(paho.Client):
     def reset_buffer(self) -> None:
         self._rbuf = b""
         self._rpos = 0
+        self.read_error = None
 
 
 class MqttClient:
@@ -107,6 +125,7 @@ class MqttClient:
         *,
         on_connect: Callable[[bool], None] | None = None,
         on_disconnect: Callable[[str], None] | None = None,
+        on_unusable: Callable[[BrokerUnusable], None] | None = None,
         client_id: str | None = None,
         host: str | None = None,
         port: int | None = None,
@@ -119,6 +138,7 @@ class MqttClient:
         self._on_message_cb = on_message
         self._on_connect_cb = on_connect
         self._on_disconnect_cb = on_disconnect
+        self._on_unusable_cb = on_unusable
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = self._make_client()
         self._subscriptions: dict[str, int] = {}
@@ -220,43 +240,63 @@ class MqttClient:
         self._fail_pending(ConnectionLost("the bridge is shutting down"))
 
     async def _connect_forever(self) -> None:
-        cfg = self.config
-        delay = cfg.reconnect.min_delay
+        delay = self.config.reconnect.min_delay
         loop = asyncio.get_running_loop()
+        reported: ConnectFailure | None = None
         while not self._closing:
-            self._connack = loop.create_future()
-            try:
-                await loop.run_in_executor(None, self._connect_blocking)
-                # A broker that accepts TCP but never answers (paused, overloaded) must not
-                # hold the reconnect for a whole keepalive.
-                reason = await asyncio.wait_for(
-                    asyncio.shield(self._connack), min(cfg.keepalive, _CONNACK_TIMEOUT)
-                )
-                if not reason.is_failure:
-                    return
-                logger.error(
-                    "broker %s refused the connection: %s (client id %r)",
-                    self.broker,
-                    reason,
-                    self.client_id,
-                )
-            except TimeoutError:
-                logger.warning(
-                    "no answer from broker %s (connect or CONNACK timed out); trying again",
-                    self.broker,
-                )
-            except (OSError, ConnectionError) as exc:
-                logger.warning(
-                    "cannot connect to broker %s: %s", self.broker, exc or type(exc).__name__
-                )
-            except asyncio.CancelledError:
-                raise
+            failure = await self._attempt(loop)
+            if failure is None:
+                return
             self._teardown_socket()
+            if failure.permanent and not self.stats["connects"] and self._on_unusable_cb:
+                # Never connected since start: a setting is wrong, so stop with one line that
+                # names it rather than retry forever (docs/guarantees.md).
+                logger.error("%s (not retrying)", failure.message)
+                self._on_unusable_cb(BrokerUnusable(failure.message))
+                return
+            if not failure.permanent:
+                logger.warning("%s", failure.message)
+            elif reported is not None and reported.reason == failure.reason:
+                logger.error("still cannot connect to broker %s: %s", self.broker, failure.reason)
+            else:
+                logger.error("%s", failure.message)
+            reported = failure if failure.permanent else None
+            if failure.permanent:
+                # Fixed by a person, not by time: retry, but no faster than max_delay.
+                delay = self.config.reconnect.max_delay
             # Full jitter keeps a fleet of bridges from reconnecting in lockstep.
             sleep = random.uniform(delay / 2, delay)
             logger.info("reconnecting to %s in %.1f s", self.broker, sleep)
             await asyncio.sleep(sleep)
-            delay = min(delay * 2, cfg.reconnect.max_delay)
+            delay = min(delay * 2, self.config.reconnect.max_delay)
+
+    async def _attempt(self, loop: asyncio.AbstractEventLoop) -> ConnectFailure | None:
+        """One connection attempt up to CONNACK: None once connected, else why it failed."""
+        cfg = self.config
+        self._connack = connack = loop.create_future()
+        try:
+            await loop.run_in_executor(None, self._connect_blocking)
+            # A broker that accepts TCP but never answers (paused, overloaded) must not hold
+            # the reconnect for a whole keepalive.
+            reason = await asyncio.wait_for(
+                asyncio.shield(connack), min(cfg.keepalive, _CONNACK_TIMEOUT)
+            )
+        except TimeoutError:
+            return ConnectFailure(
+                f"no answer from broker {self.broker} (connect or CONNACK timed out)",
+                "no answer",
+                permanent=False,
+            )
+        except OSError as exc:  # refused, reset, TLS errors, ClosedBeforeConnack
+            tls_context = self._client._ssl_context if cfg.uses_tls else None
+            return await loop.run_in_executor(
+                None, diagnose, exc, cfg, self.host, self.port, tls_context
+            )
+        finally:
+            connack.cancel()  # a late close of this attempt must not report into the next one
+        if reason.is_failure:
+            return refused(reason, cfg, self.broker, self.client_id)
+        return None
 
     def _connect_blocking(self) -> None:
         cfg = self.config
@@ -467,6 +507,10 @@ class MqttClient:
         was_connected = self._connected.is_set()
         self._connected.clear()
         self._teardown_socket()
+        if self._connack is not None and not self._connack.done():
+            # Closed before CONNACK: report it now, with the read error that says why (a TLS
+            # alert), instead of as a CONNACK timeout seconds later.
+            self._connack.set_exception(ClosedBeforeConnack(self._client.read_error))
         # SUBACKs will not come (every filter is re-subscribed on reconnect). PUBACK futures stay:
         # paho re-sends unacknowledged QoS 1/2 publishes after reconnecting, with DUP set.
         self._fail_subacks(ConnectionLost(f"connection to {self.broker} lost: {reason}"))

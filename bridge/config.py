@@ -69,6 +69,8 @@ __all__ = [
 _MEMORY_BACKEND = "bridge.layers.InMemoryChannelLayer"
 _REDIS_BACKEND = "bridge.redis_layer.RedisChannelLayer"
 _SESSION_EXPIRY_MAX = 0xFFFFFFFF  # "never expires" (MQTT 5, 3.1.2.11.2)
+# IANA's ports for MQTT and MQTT over TLS.
+_WELL_KNOWN_SCHEMES = {1883: "mqtt", 8883: "mqtts"}
 _PACKET_MAX = 268_435_455  # largest Remaining Length MQTT can encode (MQTT 5, 1.5.5)
 # Devices default to MQTT's registered port, and the embedded broker is for setups without
 # Mosquitto, where 1883 is free. The repository's config.yaml picks 18830 instead so that its
@@ -468,8 +470,15 @@ class _Reader(_NodeReader):
         url = s.text("url", "embedded")
         if s.validate("url", _parse_broker_url, url) is None:
             url = "embedded"  # stands in, so that the rest of the section is still read
-        scheme, host, _, _ = _parse_broker_url(url)
+        scheme, host, port, _ = _parse_broker_url(url)
         embedded = scheme == "embedded"
+        expected = _WELL_KNOWN_SCHEMES.get(port)
+        if expected is not None and scheme in ("mqtt", "mqtts") and scheme != expected:
+            # Caught at run time too (bridge/_connect_errors.py), but `check` can say it first.
+            self.warnings.append(
+                f"broker.url: port {port} is the port for {expected}://, not {scheme}://; "
+                f"use {expected}:// unless the broker is set up otherwise"
+            )
         listen = s.text("listen", EMBEDDED_LISTEN)
         if s.validate("listen", _parse_listen, listen) is None:
             listen = EMBEDDED_LISTEN  # stands in, as url's does

@@ -27,7 +27,7 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from . import properties as props_
-from .client import MqttClient, OutboundQueueFull
+from .client import BrokerUnusable, MqttClient, OutboundQueueFull
 from .config import Config
 from .deadletter import dead_letter_record
 from .events import InvalidEvent, validate_dead_letter, validate_publish, validate_subscribe
@@ -87,6 +87,8 @@ class Server:
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready = asyncio.Event()
+        # Why serve() stopped on its own: a broker no retry can reach as configured.
+        self.failure: BrokerUnusable | None = None
         self.stats: collections.Counter[str] = collections.Counter()
         self.intake = PublishIntake(
             lambda: self.client,
@@ -98,7 +100,11 @@ class Server:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Run until ``request_stop()`` or SIGINT/SIGTERM, then shut down gracefully."""
+        """Run until ``request_stop()`` or SIGINT/SIGTERM, then shut down gracefully.
+
+        Raises :class:`~bridge.client.BrokerUnusable` after shutting down if the first
+        connection to the broker failed in a way no retry can fix (docs/guarantees.md).
+        """
         loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         restore = self._install_signals(loop) if self.install_signal_handlers else []
@@ -109,6 +115,8 @@ class Server:
             await self.shutdown()
             for sig, handler in restore:
                 signal.signal(sig, handler)
+        if self.failure is not None:
+            raise self.failure
 
     def request_stop(self) -> None:
         if self._stop_event is None:
@@ -164,6 +172,7 @@ class Server:
             self._on_message,
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnect,
+            on_unusable=self._on_unusable,
             client_id=self.client_id,
             host=host,
             port=int(port) if port else None,
@@ -253,6 +262,10 @@ class Server:
             plural(len(self.client.subscriptions), "subscription"),
             self.client.broker,
         )
+
+    def _on_unusable(self, error: BrokerUnusable) -> None:
+        self.failure = error
+        self.request_stop()
 
     def _on_disconnect(self, reason: str) -> None:
         self.ready.clear()

@@ -19,7 +19,7 @@ import pytest
 from bridge.cli import CommandLineInterface
 from bridge.config import load_config
 from bridge.passwords import PasswordHash
-from tests.services import PahoClient, free_port
+from tests.services import PahoClient, TlsListener, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTE_YAML = (
@@ -400,6 +400,45 @@ def test_second_signal_cancels_instances_at_once(mosquitto, tmp_path, bridge_pro
         assert bridge.proc.wait(15) == 0
         assert time.monotonic() - started < 10
     assert "second stop request" in "".join(bridge.lines)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("mqtt//user:PASS@host", "'mqtt//user:***@host'"),
+        ("mqtt:/user:PASS@host", "'mqtt:***@host'"),
+        ("mqtt://user:PA/SS@host", "'mqtt://user:***@host'"),
+    ],
+)
+def test_a_malformed_broker_flag_is_echoed_without_its_password(tmp_path, url, shown):
+    path = write_config(tmp_path, ROUTE_YAML)
+    status, out, err = run_cli("run", "--config", path, "--broker", url)
+    assert status == 2
+    assert err.startswith("error: command line: --broker: ") and shown in err
+    assert "PA" not in out + err
+
+
+def test_run_exits_1_with_one_line_when_the_broker_wants_a_client_certificate(
+    mosquitto_factory, pki, tmp_path, bridge_process
+):
+    listener = TlsListener(pki.ca.cert, pki.server.cert, pki.server.key, require_certificate=True)
+    broker = mosquitto_factory(tls=listener)
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: {broker.tls_url}\n  tls:\n    ca_file: {pki.ca.cert}\n" + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path)
+    assert bridge.proc.wait(30) == 1
+    bridge._reader.join(5)
+    errors = [line for line in bridge.lines if " ERROR " in line]
+    assert len(errors) == 1, "".join(bridge.lines)
+    expected = (
+        f"bridge.client: broker 127.0.0.1:{broker.tls_port} requires a client certificate "
+        "(tlsv13 alert certificate required): set broker.tls.cert_file and broker.tls.key_file "
+        "(not retrying)"
+    )
+    assert errors[0].rstrip().endswith(expected)
+    assert "Traceback" not in "".join(bridge.lines)
 
 
 def test_check_does_not_print_the_redis_password(tmp_path):

@@ -556,6 +556,35 @@ def test_bad_broker_url_is_explained(url: str, message: str) -> None:
     assert error(f"broker:\n  url: '{url}'\n") == f"config.yaml:2: broker.url: {message}"
 
 
+_ANY_URL = "expected 'embedded' or an mqtt://, mqtts://, ws:// or wss:// URL"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mqtt//user:PASS@host", f"{_ANY_URL}, got 'mqtt//user:***@host'"),
+        ("mqtt:/user:PASS@host", f"{_ANY_URL}, got 'mqtt:***@host'"),
+        ("user:PASS@host:1883", f"{_ANY_URL}, got 'user:***@host:1883'"),
+        ("mqtt:user:PASS@host", f"{_ANY_URL}, got 'mqtt:***@host'"),
+        # A '/', '?' or '#' in the password ends the host part where urlsplit looks for it.
+        ("mqtt://user:PA/SS@host", "invalid port in 'mqtt://user:***@host'; expected a number"),
+        ("mqtt://user:PA?SS@host", "invalid port in 'mqtt://user:***@host'; expected a number"),
+        ("mqtt://user:PA#SS@host", "invalid port in 'mqtt://user:***@host'; expected a number"),
+        ("mqtt://user:PA@SS@host", "credentials do not belong in the URL"),
+    ],
+)
+def test_a_malformed_broker_url_is_echoed_without_its_password(url: str, message: str) -> None:
+    text = error(f"broker:\n  url: '{url}'\n")
+    assert "PA" not in text  # neither the password nor any piece of it
+    assert text.startswith(f"config.yaml:2: broker.url: {message}")
+
+
+def test_a_malformed_broker_url_built_in_code_is_echoed_without_its_password() -> None:
+    with pytest.raises(ValueError) as caught:
+        BrokerConfig(url="mqtt//user:PASS@host")
+    assert "PASS" not in str(caught.value) and "'mqtt//user:***@host'" in str(caught.value)
+
+
 def test_broker_config_checks_its_url_when_built_directly() -> None:
     with pytest.raises(ValueError, match="got 'tcp://h'"):
         BrokerConfig(url="tcp://h")
@@ -808,6 +837,30 @@ def test_credentials_over_tls_or_loopback_do_not_warn(url: str) -> None:
     assert load(f"broker:\n  url: '{url}'\n  username: u\n  password: p\n").warnings == ()
 
 
+@pytest.mark.parametrize(
+    ("url", "warning"),
+    [
+        (
+            "mqtt://h:8883",
+            "broker.url: port 8883 is the port for mqtts://, not mqtt://; use mqtts:// unless "
+            "the broker is set up otherwise",
+        ),
+        (
+            "mqtts://h:1883",
+            "broker.url: port 1883 is the port for mqtt://, not mqtts://; use mqtt:// unless "
+            "the broker is set up otherwise",
+        ),
+    ],
+)
+def test_a_scheme_that_does_not_fit_the_well_known_port_warns(url: str, warning: str) -> None:
+    assert load(f"broker:\n  url: '{url}'\n").warnings == (warning,)
+
+
+@pytest.mark.parametrize("url", ["mqtt://h:1883", "mqtts://h:8883", "mqtt://h:8884", "ws://h:8883"])
+def test_a_scheme_that_fits_its_port_does_not_warn(url: str) -> None:
+    assert load(f"broker:\n  url: '{url}'\n").warnings == ()
+
+
 def test_password_without_username_is_refused_on_mqtt_3() -> None:
     assert error("broker:\n  url: mqtts://h\n  protocol: 3.1.1\n  password: p\n") == (
         "config.yaml:4: broker.password: MQTT 3.1.1 sends a password only with a broker.username"
@@ -993,6 +1046,11 @@ def test_redis_password_is_masked_in_repr() -> None:
         ("redis://", "no host in 'redis://'"),
         ("redis://h:port", "invalid port in 'redis://h:port'"),
         ("redis://h/cache", "the database after the host must be a number, got 'cache'"),
+        (
+            "redis//u:s3cret@h",
+            "expected 'memory://' or a redis:// or rediss:// URL, got 'redis//u:***@h'",
+        ),
+        ("redis://u:s3/cret@h", "invalid port in 'redis://u:***@h'"),
     ],
 )
 def test_bad_channel_layer_url_is_explained(url: str, message: str) -> None:

@@ -18,6 +18,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -355,12 +356,26 @@ class _ManagedProcess(ABC):
         return f"<{type(self).__name__} {self.host}:{self.port} pid={self.pid} {state}>"
 
 
+@dataclass(frozen=True)
+class TlsListener:
+    """A TLS listener's files; with ``require_certificate`` clients must present a certificate
+    signed by ``cafile`` (mutual TLS)."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False
+
+
 class MosquittoProcess(_ManagedProcess):
     """A private Mosquitto 2.x broker on 127.0.0.1, with persistence in its own directory.
 
     `stop()` (SIGTERM) writes `mosquitto.db`, so persistent sessions and queued QoS>0 messages
     survive `restart()`; `kill()` loses everything since the last save, as a crash would.
     Call `save()` before `kill()` to model a crash after a checkpoint.
+
+    With `tls=TlsListener(...)` it also listens with TLS on `tls_port` (`tls_url`); the plain
+    listener stays, so `ping` and test clients keep working without certificates.
     """
 
     name = "mosquitto"
@@ -377,9 +392,12 @@ class MosquittoProcess(_ManagedProcess):
         websockets: bool = False,
         autosave_interval: int = 0,
         extra_config: Sequence[str] = (),
+        tls: TlsListener | None = None,
     ) -> None:
         super().__init__(port, workdir, binary)
         self.ws_port: int | None = free_port() if websockets else None
+        self.tls = tls
+        self.tls_port: int | None = free_port() if tls is not None else None
         self.autosave_interval = autosave_interval
         self.extra_config = list(extra_config)
         self.config_path = self.workdir / "mosquitto.conf"
@@ -401,6 +419,12 @@ class MosquittoProcess(_ManagedProcess):
         if self.ws_port is None:
             raise RuntimeError("this MosquittoProcess was created without websockets=True")
         return f"ws://{self.host}:{self.ws_port}"
+
+    @property
+    def tls_url(self) -> str:
+        if self.tls_port is None:
+            raise RuntimeError("this MosquittoProcess was created without tls=TlsListener(...)")
+        return f"mqtts://{self.host}:{self.tls_port}"
 
     def config_text(self) -> str:
         lines = [
@@ -425,6 +449,15 @@ class MosquittoProcess(_ManagedProcess):
         if self.ws_port is not None:
             # Mosquitto 2.0.11 ignores the bind address on websockets listeners (binds *).
             lines += [f"listener {self.ws_port} {LOCALHOST}", "protocol websockets"]
+        if self.tls is not None:
+            # Listener options apply to the listener line above them.
+            lines += [
+                f"listener {self.tls_port} {LOCALHOST}",
+                f"cafile {self.tls.cafile}",
+                f"certfile {self.tls.certfile}",
+                f"keyfile {self.tls.keyfile}",
+                f"require_certificate {str(self.tls.require_certificate).lower()}",
+            ]
         lines += self.extra_config
         return "\n".join(lines) + "\n"
 
