@@ -24,6 +24,10 @@ test: $(VENV)/.test-deps  ## unit and integration tests (private Mosquitto and R
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check bridge consumers devices tests bench
+	rm -rf build/typecheck && mkdir -p build/typecheck
+	cp -as $(CURDIR)/bridge build/typecheck/mqttbridge
+	cp -as $(CURDIR)/consumers build/typecheck/mqttbridge/consumers
+	cp -as $(CURDIR)/devices build/typecheck/mqttbridge/devices
 	$(BIN)/mypy
 
 bench: $(VENV)/.test-deps  ## the benchmarks recorded in docs/benchmarks.md

@@ -1,4 +1,5 @@
-"""The bridge under test, in its own process: ``bridge.server.Server`` and a bench consumer.
+"""The bridge under test, in its own process: ``mqttbridge.server.server.Server`` and a bench
+consumer.
 
     python -m bench.bridge_runner --port P --mode count --count N [--qos 0] [--protocol 3.1.1]
 
@@ -10,7 +11,7 @@ Modes:
   exactly as mqttasgi would run it (a master instance that subscribes in ``connect()``).
 * ``layer``: no routes; only the channel-layer intake (publish from another process).
 
-The configuration is YAML text given to ``bridge.config.parse_config``, as a user would write
+The configuration is YAML text given to ``mqttbridge.config.parse_config``, as a user would write
 it. Emits ``ready`` (with the pid, for /proc) once ``server.ready`` is set, and ``done`` when
 ``--count`` messages were handled; runs until SIGTERM, or stops itself with ``--exit-when-done``.
 ``--profile FILE`` runs cProfile from ready to done only, so start-up is not in it.
@@ -58,11 +59,12 @@ def config_text(args: argparse.Namespace) -> str:
 
 
 async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> None:
+    from mqttbridge.config.schema import parse_config
+    from mqttbridge.django_setup import ensure_django
+    from mqttbridge.routing import topic
+    from mqttbridge.server.server import Server
+
     from bench import consumers
-    from bridge.config import parse_config
-    from bridge.django_setup import ensure_django
-    from bridge.routing import topic
-    from bridge.server import Server
 
     config = parse_config(config_text(args), "<bench>")
     # "none" is a diagnostic the config cannot express: no CHANNEL_LAYERS at all, so consumers

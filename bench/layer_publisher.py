@@ -1,4 +1,5 @@
-"""Publish-from-another-process: ``bridge.configure(config)`` then ``await bridge.apublish``.
+"""Publish from another process: ``mqttbridge.configure(config)``, then
+``await mqttbridge.apublish``.
 
     python -m bench.layer_publisher --config FILE --count 5000 [--topic layer/{n}/cmd]
 
@@ -18,9 +19,8 @@ from bench.common import emit
 
 
 async def run(args: argparse.Namespace) -> None:
+    import mqttbridge as bridge
     from channels.exceptions import ChannelFull
-
-    import bridge
 
     bridge.configure(args.config)
     full = 0

@@ -1,6 +1,13 @@
 """mqttbridge: the MQTT protocol server for Django Channels."""
 
-from .publish import PublishError, apublish, apublish_json, configure, publish, publish_json
+from mqttbridge.publish import (
+    PublishError,
+    apublish,
+    apublish_json,
+    configure,
+    publish,
+    publish_json,
+)
 
 __all__ = ["PublishError", "apublish", "apublish_json", "configure", "publish", "publish_json"]
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from .cli import main
+from mqttbridge.cli.main import main
 
 main()

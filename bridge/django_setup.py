@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ._config_values import _mask_password
-from .config import ChannelLayerConfig, ConfigError
+from mqttbridge.config.schema import ChannelLayerConfig, ConfigError
+from mqttbridge.config.values import _mask_password
 
 __all__ = [
     "MEMORY_LAYERS",
@@ -23,7 +23,7 @@ __all__ = [
     "project_settings_in_charge",
 ]
 
-MEMORY_LAYERS = {"default": {"BACKEND": "bridge.layers.InMemoryChannelLayer"}}
+MEMORY_LAYERS = {"default": {"BACKEND": "mqttbridge.layers.memory.InMemoryChannelLayer"}}
 
 _state = {"minimal": False}
 

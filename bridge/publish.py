@@ -1,6 +1,6 @@
 """Publish to MQTT from anywhere that shares the channel layer: views, tasks, scripts.
 
-    import bridge
+    import mqttbridge as bridge
     bridge.publish("devices/t1/cmd", b"on")                  # sync (Django views, tasks)
     await bridge.apublish("devices/t1/cmd", "on", confirm=True)  # waits for the broker's PUBACK
     bridge.publish_json("devices/t1/cmd", {"fan": "on"})     # JSON, as JsonMqttConsumer sends it
@@ -19,13 +19,12 @@ import os
 from typing import Any
 
 from asgiref.sync import async_to_sync
-
-from .events import InvalidEvent, validate_publish
-from .redis_timeouts import fit_blocking_reads
+from mqttbridge.layers.redis_timeouts import fit_blocking_reads
+from mqttbridge.protocol.events import InvalidEvent, validate_publish
 
 __all__ = ["PublishError", "apublish", "apublish_json", "configure", "publish", "publish_json"]
 
-logger = logging.getLogger("bridge.publish")
+logger = logging.getLogger(__name__)
 
 DEFAULT_CHANNEL = "mqtt.publish"
 _state: dict[str, Any] = {"channel": DEFAULT_CHANNEL, "max_payload": 256 * 1024}
@@ -42,8 +41,8 @@ def configure(config_path: str | os.PathLike[str] = "config.yaml") -> Any:
     up with the project's settings and their channel layer; a ``channel_layer.url`` in the file
     is then ignored, with a warning.
     """
-    from .config import load_config, resolve_consumers
-    from .django_setup import channel_layer_in_use, ensure_django
+    from mqttbridge.config.schema import load_config, resolve_consumers
+    from mqttbridge.django_setup import channel_layer_in_use, ensure_django
 
     # Django first: the routes' consumer modules may import models.
     config = load_config(config_path, import_consumers=False)
@@ -82,7 +81,7 @@ async def apublish(
     if layer is None:
         raise PublishError(
             "no channel layer: set CHANNEL_LAYERS in Django settings, or call "
-            "bridge.configure('config.yaml') first"
+            "mqttbridge.configure('config.yaml') first"
         )
     # A Django process's stock channels_redis layer: without this a confirm wait longer than
     # 5 s ends in redis-py's TimeoutError (bridge/redis_timeouts.py).

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .topics import TopicPattern, compile_pattern
+from mqttbridge.protocol.topics import TopicPattern, compile_pattern
 
 __all__ = [
     "Route",
@@ -138,7 +138,7 @@ def not_mqtt_consumer(consumer: type) -> str:
     return (
         f"{consumer.__module__}.{consumer.__qualname__} is not an MQTT consumer (it has no "
         "mqtt_connect and mqtt_msg handlers; a WebSocket consumer?): subclass "
-        "consumers.MqttConsumer"
+        "mqttbridge.consumers.MqttConsumer"
     )
 
 

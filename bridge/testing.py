@@ -26,11 +26,10 @@ import asyncio
 from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
-
-from .django_setup import MEMORY_LAYERS, ensure_django
-from .events import validate_dead_letter, validate_publish, validate_subscribe
-from .topics import compile_pattern
-from .typing import ASGI_SPEC_VERSION
+from mqttbridge.django_setup import MEMORY_LAYERS, ensure_django
+from mqttbridge.protocol.events import validate_dead_letter, validate_publish, validate_subscribe
+from mqttbridge.protocol.topics import compile_pattern
+from mqttbridge.protocol.typing import ASGI_SPEC_VERSION
 
 __all__ = ["MqttCommunicator"]
 

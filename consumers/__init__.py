@@ -1,4 +1,5 @@
-"""Consumer base classes for the "mqtt" scope; example consumers live in ``consumers.examples``."""
+"""Consumer base classes for the "mqtt" scope; example consumers live in
+``mqttbridge.consumers.examples``."""
 
 from .base import InvalidPayload, JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
 

@@ -33,7 +33,7 @@ from channels.layers import get_channel_layer
 
 __all__ = ["InvalidPayload", "JsonMqttConsumer", "MqttConsumer", "SyncMqttConsumer"]
 
-logger = logging.getLogger("consumers")
+logger = logging.getLogger(__name__)
 
 # Back-off between attempts to reach a channel layer that failed (seconds).
 _LAYER_RETRY_MIN = 0.1

@@ -18,7 +18,7 @@ from .base import InvalidPayload, JsonMqttConsumer, MqttConsumer
 
 __all__ = ["StatusConsumer", "TemperatureConsumer"]
 
-logger = logging.getLogger("consumers.examples")
+logger = logging.getLogger(__name__)
 
 
 class TemperatureConsumer(JsonMqttConsumer):

@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 __all__ = ["run_demo_devices"]
 
-logger = logging.getLogger("devices.demo")
+logger = logging.getLogger(__name__)
 
 
 async def run_demo_devices(host: str, port: int, count: int = 3, interval: float = 1.0) -> None:

@@ -9,8 +9,7 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from mqttasgi.consumers import MqttConsumer as MqttasgiConsumer
-
-from consumers import InvalidPayload, JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
+from mqttbridge.consumers import InvalidPayload, JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
 
 # What every instance saw, in order: (instance number, event type, topic, payload).
 EVENTS: list[tuple[int, str, str | None, bytes | None]] = []
@@ -107,7 +106,7 @@ class SlowConsumer(MqttConsumer):
 
 
 # Where DurableRecorder appends its lines; read from the environment, so a bridge run as a
-# subprocess (`python -m bridge run`) records into the test's temporary directory.
+# subprocess (`python -m mqttbridge run`) records into the test's temporary directory.
 RECORD_ENV = "MQTTBRIDGE_TEST_RECORD"
 
 

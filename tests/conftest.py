@@ -154,8 +154,8 @@ def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
 
 # The bridge needs Django settings for Channels; tests use the in-memory layer unless a test
 # overrides CHANNEL_LAYERS (Channels resets its layers on setting_changed).
-from bridge.django_setup import ensure_django  # noqa: E402
+from mqttbridge.django_setup import ensure_django  # noqa: E402
 
-ensure_django({"default": {"BACKEND": "bridge.layers.InMemoryChannelLayer"}})
+ensure_django({"default": {"BACKEND": "mqttbridge.layers.memory.InMemoryChannelLayer"}})
 
 from tests.bridge_fixtures import run_bridge  # noqa: E402, F401

@@ -24,7 +24,7 @@ from pathlib import Path
 
 __all__ = ["MQTTBRIDGE", "ProjectProcess", "clean_env", "make_project", "mqttbridge", "readings"]
 
-# The console script users run: unlike ``python -m bridge`` it does not put the working
+# The console script users run: unlike ``python -m mqttbridge`` it does not put the working
 # directory on sys.path by itself.
 MQTTBRIDGE = str(Path(sys.executable).with_name("mqttbridge"))
 
@@ -66,7 +66,7 @@ _FILES = {
 
         from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-        from bridge.routing import TopicRouter, topic  # noqa: E402
+        from mqttbridge.routing import TopicRouter, topic  # noqa: E402
         from telemetry.consumers import DeviceConsumer  # noqa: E402
 
         application = ProtocolTypeRouter({
@@ -96,7 +96,7 @@ _FILES = {
     "telemetry/consumers.py": """
         from channels.db import database_sync_to_async
 
-        from consumers import MqttConsumer
+        from mqttbridge.consumers import MqttConsumer
 
         from .models import Device
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from mqttbridge.routing import topic
 
-from bridge.routing import topic
 from tests.apps import RecordingConsumer
 from tests.check_targets import ChatConsumer
 from tests.test_cli import ROOT, run_cli
@@ -62,7 +62,7 @@ def test_a_websocket_consumer_on_a_yaml_route(tmp_path: Path) -> None:
     assert refused(["--config", path]) == (
         f"{path}:5: routes[0].consumer: tests.check_targets.ChatConsumer is not an MQTT "
         "consumer (it has no mqtt_connect and mqtt_msg handlers; a WebSocket consumer?): "
-        "subclass consumers.MqttConsumer"
+        "subclass mqttbridge.consumers.MqttConsumer"
     )
 
 
@@ -70,7 +70,7 @@ def test_a_class_that_is_no_channels_consumer_on_a_yaml_route(tmp_path: Path) ->
     path = config(tmp_path, route("a/{x}", "tests.config_targets:ExampleConsumer"))
     assert refused(["--config", path]) == (
         f"{path}:5: routes[0].consumer: 'tests.config_targets:ExampleConsumer' is not a "
-        "Channels consumer (it has no as_asgi()): subclass consumers.MqttConsumer"
+        "Channels consumer (it has no as_asgi()): subclass mqttbridge.consumers.MqttConsumer"
     )
 
 
@@ -89,7 +89,8 @@ def test_a_class_that_is_no_channels_consumer_on_a_yaml_route(tmp_path: Path) ->
         (
             "tests.check_targets:chat_app",
             "tests.check_targets.ChatConsumer is not an MQTT consumer (it has no mqtt_connect "
-            "and mqtt_msg handlers; a WebSocket consumer?): subclass consumers.MqttConsumer",
+            "and mqtt_msg handlers; a WebSocket consumer?): "
+            "subclass mqttbridge.consumers.MqttConsumer",
         ),
         (
             "tests.check_targets:websocket_only",
@@ -113,7 +114,8 @@ def test_an_asgi_application_that_cannot_serve_mqtt(target: str, problem: str) -
         (
             "ChatConsumer.as_asgi()",
             "tests.check_targets.ChatConsumer is not an MQTT consumer (it has no mqtt_connect "
-            "and mqtt_msg handlers; a WebSocket consumer?): subclass consumers.MqttConsumer",
+            "and mqtt_msg handlers; a WebSocket consumer?): "
+            "subclass mqttbridge.consumers.MqttConsumer",
         ),
     ],
 )
@@ -122,7 +124,7 @@ def test_a_topic_router_route_that_cannot_serve_mqtt(
 ) -> None:
     module = f"routing_{abs(hash(app))}"
     (tmp_path / f"{module}.py").write_text(
-        "from bridge.routing import TopicRouter, topic\n"
+        "from mqttbridge.routing import TopicRouter, topic\n"
         "from tests.apps import RecordingConsumer\n"
         "from tests.check_targets import ChatConsumer\n"
         f"router = TopicRouter([topic('a/{{x}}', {app})])\n"
@@ -163,7 +165,7 @@ def test_run_refuses_at_once(tmp_path: Path, routes: str, asgi: str | None, culp
     path = config(tmp_path, routes) if routes else str(tmp_path / "none.yaml")
     if not routes:
         Path(path).write_text(BROKER)
-    argv = [sys.executable, "-m", "bridge", "run", "--config", path]
+    argv = [sys.executable, "-m", "mqttbridge", "run", "--config", path]
     argv += ["--asgi", asgi] if asgi else []
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -175,7 +177,7 @@ def test_run_refuses_at_once(tmp_path: Path, routes: str, asgi: str | None, culp
 
 
 def test_consumers_are_imported_after_parsing_when_asked() -> None:
-    from bridge.config import ConfigError, parse_config, resolve_consumers
+    from mqttbridge.config.schema import ConfigError, parse_config, resolve_consumers
 
     text = "routes:\n  - topic: a/b\n    consumer: tests.config_targets:ExampleConsume\n"
     config = parse_config(text, "config.yaml", import_consumers=False)
@@ -202,7 +204,7 @@ def test_an_asgi_module_that_reads_settings_at_import_gets_the_minimal_ones(
         "application = MqttConsumer.as_asgi()\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "bridge", "check", "--asgi", "layer_at_import:application"],
+        [sys.executable, "-m", "mqttbridge", "check", "--asgi", "layer_at_import:application"],
         cwd=tmp_path,
         env=clean_env(),
         capture_output=True,
@@ -236,9 +238,8 @@ def test_a_projects_redis_layer_is_named_without_its_password(
     monkeypatch: pytest.MonkeyPatch, hosts: list[object], shown: str
 ) -> None:
     from django.test import override_settings
-
-    from bridge import django_setup
-    from bridge.config import parse_config
+    from mqttbridge import django_setup
+    from mqttbridge.config.schema import parse_config
 
     monkeypatch.setitem(django_setup._state, "minimal", False)  # as if a project's settings
     backend = "channels_redis.core.RedisChannelLayer"

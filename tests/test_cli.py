@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from mqttbridge.broker.passwords import PasswordHash
+from mqttbridge.cli.main import CommandLineInterface
+from mqttbridge.config.schema import load_config
 
-from bridge.cli import CommandLineInterface
-from bridge.config import load_config
-from bridge.passwords import PasswordHash
 from tests.services import PahoClient, TlsListener, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,27 +55,27 @@ def test_routes_prints_the_routing_table():
         "sensors/{device_id}/temperature",
         "sensors/+/temperature",
         "1",
-        "consumers.examples:TemperatureConsumer",
+        "mqttbridge.consumers.examples:TemperatureConsumer",
     ]
 
 
 def test_config_error_names_file_line_and_key_without_traceback(tmp_path):
     path = write_config(
         tmp_path,
-        "routes:\n  - topic: a/{x}\n    consumer: consumers.examples:TemperatureConsume\n",
+        "routes:\n  - topic: a/{x}\n    consumer: mqttbridge.consumers.examples:TemperatureConsume\n",
     )
     status, _, err = run_cli("check", "--config", path)
     assert status == 2
     assert err.strip() == (
-        f"error: {path}:3: routes[0].consumer: module 'consumers.examples' has no attribute "
-        "'TemperatureConsume'"
+        f"error: {path}:3: routes[0].consumer: module 'mqttbridge.consumers.examples' has no "
+        "attribute 'TemperatureConsume'"
     )
 
 
 def test_config_error_from_the_real_command_exits_2_without_traceback(tmp_path):
     path = write_config(tmp_path, "broker:\n  urll: mqtt://x\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "bridge", "run", "--config", path],
+        [sys.executable, "-m", "mqttbridge", "run", "--config", path],
         capture_output=True,
         text=True,
         timeout=60,
@@ -182,12 +182,12 @@ def test_embedded_broker_lets_devices_with_passwords_in_and_the_bridge_too(
 
 
 class BridgeProcess:
-    """``python -m bridge run`` as a subprocess, with its log lines collected."""
+    """``python -m mqttbridge run`` as a subprocess, with its log lines collected."""
 
     def __init__(self, *args: str) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", *args],
+            [sys.executable, "-m", "mqttbridge", "run", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -433,7 +433,7 @@ def test_run_exits_1_with_one_line_when_the_broker_wants_a_client_certificate(
     errors = [line for line in bridge.lines if " ERROR " in line]
     assert len(errors) == 1, "".join(bridge.lines)
     expected = (
-        f"bridge.client: broker 127.0.0.1:{broker.tls_port} requires a client certificate "
+        f"mqttbridge.mqtt.client: broker 127.0.0.1:{broker.tls_port} requires a client certificate "
         "(tlsv13 alert certificate required): set broker.tls.cert_file and broker.tls.key_file "
         "(not retrying)"
     )
@@ -482,7 +482,7 @@ def test_check_says_1_route_not_1_routes(tmp_path):
 
 def test_version_names_ours_and_the_libraries_a_bug_report_needs():
     result = subprocess.run(
-        [sys.executable, "-m", "bridge", "--version"],
+        [sys.executable, "-m", "mqttbridge", "--version"],
         capture_output=True,
         text=True,
         timeout=60,

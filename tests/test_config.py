@@ -1,4 +1,4 @@
-"""Tests for bridge.config: every value, default and error message, to the letter."""
+"""Tests for mqttbridge.config: every value, default and error message, to the letter."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bridge.config import (
+from mqttbridge.broker.passwords import PasswordHash, hash_password
+from mqttbridge.config.schema import (
     BrokerConfig,
     ChannelLayerConfig,
     Config,
@@ -29,8 +29,8 @@ from bridge.config import (
     load_config,
     parse_config,
 )
-from bridge.passwords import PasswordHash, hash_password
-from bridge.topics import TopicError, compile_pattern
+from mqttbridge.protocol.topics import TopicError, compile_pattern
+
 from tests import config_targets
 
 CLIENT_ID = re.compile(r"mqttbridge-[0-9A-Za-z-]+-[0-9a-f]{8}")
@@ -1007,7 +1007,7 @@ def test_insecure_tls_is_kept_and_warned_about() -> None:
 
 def test_memory_layer_settings() -> None:
     layer = load("channel_layer:\n  url: memory://\n").channel_layer
-    assert layer.channels_settings() == {"BACKEND": "bridge.layers.InMemoryChannelLayer"}
+    assert layer.channels_settings() == {"BACKEND": "mqttbridge.layers.memory.InMemoryChannelLayer"}
 
 
 @pytest.mark.parametrize(
@@ -1017,7 +1017,7 @@ def test_memory_layer_settings() -> None:
 def test_redis_layer_settings(url: str) -> None:
     layer = load(f"channel_layer:\n  url: '{url}'\n  group_expiry: 600\n").channel_layer
     assert layer.channels_settings() == {
-        "BACKEND": "bridge.redis_layer.RedisChannelLayer",
+        "BACKEND": "mqttbridge.layers.redis.RedisChannelLayer",
         "CONFIG": {"hosts": [url], "group_expiry": 600},
     }
 

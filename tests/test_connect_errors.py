@@ -12,13 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from mqttbridge.config.schema import BrokerConfig, Config, parse_config
+from mqttbridge.mqtt.client import BrokerUnusable
+from mqttbridge.mqtt.connect_errors import refused
+from mqttbridge.server.server import Server
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from bridge._connect_errors import refused
-from bridge.client import BrokerUnusable
-from bridge.config import BrokerConfig, Config, parse_config
-from bridge.server import Server
 from tests.bridge_fixtures import recording_route, wait_until
 from tests.conftest import Pki
 from tests.services import MosquittoProcess, ServiceBinaryNotFound, TlsListener, find_binary
@@ -47,7 +47,9 @@ async def serve_until_it_gives_up(config: Config) -> str:
 
 def client_log(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records if r.name == "bridge.client" and r.levelno == level
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "mqttbridge.mqtt.client" and r.levelno == level
     ]
 
 

@@ -84,10 +84,12 @@ def stop(process: ProjectProcess) -> None:
 # --- mqttbridge run --asgi from the project directory -----------------------------------------
 
 
-# `python -m bridge` has the working directory on sys.path already: it shows the order of
+# `python -m mqttbridge` has the working directory on sys.path already: it shows the order of
 # start-up on its own (the project's asgi.py must run before any settings are configured).
 @pytest.mark.parametrize(
-    "launcher", [(MQTTBRIDGE,), (sys.executable, "-m", "bridge")], ids=["mqttbridge", "python-m"]
+    "launcher",
+    [(MQTTBRIDGE,), (sys.executable, "-m", "mqttbridge")],
+    ids=["mqttbridge", "python-m"],
 )
 def test_run_asgi_from_the_project_directory_with_nothing_exported(
     mosquitto: MosquittoProcess,
@@ -209,7 +211,7 @@ def test_settings_module_that_cannot_be_imported_is_one_line(project: Path, comm
     )
 
 
-# --- bridge.configure() in a Django process ----------------------------------------------------
+# --- mqttbridge.configure() in a Django process ------------------------------------------------
 
 
 def test_configure_in_a_django_process_with_a_yaml_route_to_an_app_consumer(
@@ -218,8 +220,8 @@ def test_configure_in_a_django_process_with_a_yaml_route_to_an_app_consumer(
     write_config(project, f"channel_layer:\n  url: {UNUSED_REDIS}\n" + YAML_ROUTE)
     # A worker or script of the project: DJANGO_SETTINGS_MODULE set, django.setup() not called.
     script = (
-        "import bridge\n"
-        "config = bridge.configure('config.yaml')\n"
+        "import mqttbridge\n"
+        "config = mqttbridge.configure('config.yaml')\n"
         "print(config.routes[0].consumer_class.__name__)\n"
         "from channels.layers import get_channel_layer\n"
         "print(type(get_channel_layer()).__module__)\n"

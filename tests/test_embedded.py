@@ -18,11 +18,10 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
+from mqttbridge.broker import embedded
+from mqttbridge.broker.embedded import EmbeddedBroker, EmbeddedBrokerError
+from mqttbridge.broker.passwords import hash_password
 from paho.mqtt.reasoncodes import ReasonCode
-
-from bridge import embedded
-from bridge.embedded import EmbeddedBroker, EmbeddedBrokerError
-from bridge.passwords import hash_password
 
 pytestmark = pytest.mark.integration
 
@@ -522,14 +521,14 @@ def test_amqtt_private_methods_we_override_are_still_there() -> None:
 async def test_mqtt_5_client_is_told_the_protocol_version_is_unacceptable(
     users: dict[str, str] | None, clients: list[PahoClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bridge.embedded")
+    caplog.set_level(logging.INFO, logger="mqttbridge.broker.embedded")
     async with EmbeddedBroker(port=0, users=users) as broker:
         device = PahoClient(broker.url, protocol=mqtt.MQTTv5, username="alice", password="s3cret")
         clients.append(device)
         reason = await device.connect()
     # paho reads return code 1 (unacceptable protocol version) from a 3.1.1 broker this way.
     assert reason.getName() == "Unsupported protocol version", reason
-    refusals = [r.getMessage() for r in caplog.records if r.name == "bridge.embedded"]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "mqttbridge.broker.embedded"]
     refusals = [message for message in refusals if message.startswith("refused")]
     assert refusals == [
         f"refused MQTT client {device.host}:{refusals[0].split(':')[1].split(' ')[0]}: it speaks "
@@ -542,7 +541,7 @@ async def test_mqtt_5_client_is_told_the_protocol_version_is_unacceptable(
 async def test_mqtt_3_1_client_is_told_the_protocol_version_is_unacceptable(
     broker: EmbeddedBroker, clients: list[PahoClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bridge.embedded")
+    caplog.set_level(logging.INFO, logger="mqttbridge.broker.embedded")
     device = PahoClient(broker.url, protocol=mqtt.MQTTv31)
     clients.append(device)
     assert (await device.connect()).getName() == "Unsupported protocol version"
@@ -552,7 +551,7 @@ async def test_mqtt_3_1_client_is_told_the_protocol_version_is_unacceptable(
 async def test_connect_of_another_protocol_is_closed_without_connack(
     broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bridge.embedded")
+    caplog.set_level(logging.INFO, logger="mqttbridge.broker.embedded")
     port = urlsplit(broker.url).port or 0
     body = b"\x00\x04HTTP\x04\x02\x00\x3c\x00\x00"
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:

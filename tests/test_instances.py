@@ -1,4 +1,4 @@
-from bridge.instances import AckTracker
+from mqttbridge.server.instances import AckTracker
 
 
 def test_acks_go_out_in_arrival_order():

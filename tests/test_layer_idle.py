@@ -24,7 +24,7 @@ from tests.bridge_fixtures import bridge_config, next_message, recording_route, 
 from tests.services import PahoClient
 
 BACKENDS = [
-    "bridge.redis_layer.RedisChannelLayer",
+    "mqttbridge.layers.redis.RedisChannelLayer",
     "channels_redis.core.RedisChannelLayer",
     # Polls with its own 0.1 s read timeout, so redis-py 8 never cut it: kept here so that
     # whatever the bridge does to Redis layers does not break it.
@@ -57,7 +57,7 @@ def connections_accepted(client: redis.Redis) -> int:
 
 
 async def timed_confirm_publish(topic: str, listener: PahoClient) -> float:
-    import bridge
+    import mqttbridge as bridge
 
     started = time.perf_counter()
     await bridge.apublish(topic, b"x", qos=1, confirm=True, timeout=30)
@@ -116,7 +116,7 @@ async def test_idle_bridge_keeps_its_redis_connections_and_publishes_promptly(
 async def test_a_confirm_wait_past_the_blocking_read_ends_in_publish_error(backend, redis_server):
     """A Django process without a bridge: ``apublish`` waits on its reply channel across more
     than one BZPOPMIN and then reports the missing bridge, not redis-py's TimeoutError."""
-    import bridge
+    import mqttbridge as bridge
 
     layers = {"default": {"BACKEND": backend, "CONFIG": {"hosts": [redis_server.url]}}}
     with override_settings(CHANNEL_LAYERS=layers):

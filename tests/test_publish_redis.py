@@ -16,7 +16,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def redis_layers(url: str) -> dict:
     return {
-        "default": {"BACKEND": "bridge.redis_layer.RedisChannelLayer", "CONFIG": {"hosts": [url]}}
+        "default": {
+            "BACKEND": "mqttbridge.layers.redis.RedisChannelLayer",
+            "CONFIG": {"hosts": [url]},
+        }
     }
 
 
@@ -32,10 +35,10 @@ async def test_publish_from_a_second_process_over_redis(
         with PahoClient(mosquitto.host, mosquitto.port) as listener:
             listener.subscribe("from/#", qos=1)
             script = (
-                "import bridge, sys\n"
-                f"bridge.configure({str(config_file)!r})\n"
+                "import mqttbridge\n"
+                f"mqttbridge.configure({str(config_file)!r})\n"
                 "for i in range(20):\n"
-                "    bridge.publish(f'from/other/{i}', b'hi', qos=1, confirm=(i == 19))\n"
+                "    mqttbridge.publish(f'from/other/{i}', b'hi', qos=1, confirm=(i == 19))\n"
                 "print('confirmed')\n"
             )
             proc = await asyncio.create_subprocess_exec(
@@ -54,7 +57,7 @@ async def test_publish_from_a_second_process_over_redis(
 
 
 async def test_several_bridges_publish_each_request_once(mosquitto, redis_server, run_bridge):
-    import bridge
+    import mqttbridge as bridge
 
     with override_settings(CHANNEL_LAYERS=redis_layers(redis_server.url)):
         for _ in range(3):
@@ -70,9 +73,8 @@ async def test_several_bridges_publish_each_request_once(mosquitto, redis_server
 
 
 async def test_confirm_times_out_with_a_clear_error_when_no_bridge_listens(redis_server):
+    import mqttbridge as bridge
     import pytest
-
-    import bridge
 
     with (
         override_settings(CHANNEL_LAYERS=redis_layers(redis_server.url)),
@@ -87,8 +89,7 @@ async def test_redis_layer_send_refuses_past_capacity_and_receive_many_drains_in
     redis_server,
 ):
     from channels.exceptions import ChannelFull
-
-    from bridge.redis_layer import RedisChannelLayer
+    from mqttbridge.layers.redis import RedisChannelLayer
 
     layer = RedisChannelLayer(hosts=[redis_server.url], capacity=3)
     for i in range(3):

@@ -13,9 +13,8 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
-
-from bridge.redis_layer import RedisChannelLayer
-from bridge.redis_timeouts import fit_blocking_reads
+from mqttbridge.layers.redis import RedisChannelLayer
+from mqttbridge.layers.redis_timeouts import fit_blocking_reads
 
 URL = "redis://127.0.0.1:6399/0"
 NEEDED = StockRedisChannelLayer.brpop_timeout + 5.0  # the blocking wait + redis-py's 5 s default
@@ -49,7 +48,7 @@ async def test_a_stock_layer_is_fitted_once_the_bridge_has_seen_it():
 async def test_a_socket_timeout_that_would_cut_blocking_reads_is_raised_with_one_warning(
     host, caplog
 ):
-    caplog.set_level(logging.WARNING, logger="bridge.layer")
+    caplog.set_level(logging.WARNING, logger="mqttbridge.layers.redis_timeouts")
     layer = StockRedisChannelLayer(hosts=[host])
     fit_blocking_reads(layer)
     fit_blocking_reads(layer)  # the bridge and apublish may both see the same layer
@@ -87,8 +86,7 @@ def test_other_layers_are_left_alone():
 def test_every_alias_is_fitted_and_a_broken_one_is_left_to_fail_where_it_is_used():
     from channels.layers import channel_layers
     from django.test import override_settings
-
-    from bridge.redis_timeouts import fit_channel_layers
+    from mqttbridge.layers.redis_timeouts import fit_channel_layers
 
     stock = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [URL]}}
     broken = {"BACKEND": "no.such.Layer"}

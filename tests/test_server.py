@@ -6,8 +6,8 @@ import asyncio
 import json
 
 import pytest
+from mqttbridge.routing import topic
 
-from bridge.routing import topic
 from tests import apps
 from tests.bridge_fixtures import bridge_config, next_message, recording_route, wait_until
 from tests.services import PahoClient
@@ -249,7 +249,7 @@ async def test_invalid_payload_is_dead_lettered_and_the_instance_keeps_its_state
 
 
 async def test_dead_letter_event_outside_a_message_is_an_invalid_event(mosquitto, run_bridge):
-    from bridge.events import InvalidEvent
+    from mqttbridge.protocol.events import InvalidEvent
 
     server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
     with PahoClient(mosquitto.host, mosquitto.port) as device:
@@ -293,7 +293,7 @@ async def test_subscriptions_survive_a_broker_restart(mosquitto, run_bridge):
 
 
 async def test_publish_from_the_channel_layer_with_confirm(mosquitto, run_bridge):
-    import bridge
+    import mqttbridge as bridge
 
     await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
     with PahoClient(mosquitto.host, mosquitto.port) as listener:
@@ -306,7 +306,7 @@ async def test_publish_from_the_channel_layer_with_confirm(mosquitto, run_bridge
 
 
 async def test_publish_json_from_the_channel_layer_sends_json(mosquitto, run_bridge):
-    import bridge
+    import mqttbridge as bridge
 
     await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
     with PahoClient(mosquitto.host, mosquitto.port) as listener:
@@ -501,7 +501,7 @@ async def test_sync_consumer_can_hand_out_its_channel_name(mosquitto, run_bridge
 
 
 async def test_publish_property_of_the_wrong_type_is_an_invalid_event(mosquitto, run_bridge):
-    from bridge.events import InvalidEvent
+    from mqttbridge.protocol.events import InvalidEvent
 
     server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
     with PahoClient(mosquitto.host, mosquitto.port) as device:

@@ -1,4 +1,4 @@
-"""bridge.testing.MqttCommunicator: consumers tested with no broker."""
+"""mqttbridge.testing.MqttCommunicator: consumers tested with no broker."""
 
 import re
 import subprocess
@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from mqttbridge.consumers import InvalidPayload
+from mqttbridge.consumers.examples import TemperatureConsumer
+from mqttbridge.protocol.events import InvalidEvent
+from mqttbridge.testing import MqttCommunicator
 
-from bridge.events import InvalidEvent
-from bridge.testing import MqttCommunicator
-from consumers import InvalidPayload
-from consumers.examples import TemperatureConsumer
 from tests import apps
 from tests.django_project import clean_env
 

@@ -1,6 +1,10 @@
 import pytest
-
-from bridge.topics import TopicError, compile_pattern, validate_filter, validate_publish_topic
+from mqttbridge.protocol.topics import (
+    TopicError,
+    compile_pattern,
+    validate_filter,
+    validate_publish_topic,
+)
 
 
 @pytest.mark.parametrize(

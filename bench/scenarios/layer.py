@@ -1,4 +1,4 @@
-"""5. Publish from another process: ``bridge.apublish`` over a private Redis channel layer.
+"""5. Publish from another process: ``mqttbridge.apublish`` over a private Redis channel layer.
 
 A paho subscriber counts arrivals at the broker; the rate runs from the publisher's first
 ``apublish`` call to the last arrival (clocks are CLOCK_MONOTONIC on one machine).

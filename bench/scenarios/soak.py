@@ -1,7 +1,7 @@
 """6. Soak: QoS 1 at a steady pace through bridge SIGKILLs and broker restarts; nothing lost.
 
 Its own Mosquitto (persistence on, restarted here, so never the run's shared broker), one bridge
-subprocess (``python -m bridge run``) with a persistent session (fixed client id, MQTT 5,
+subprocess (``python -m mqttbridge run``) with a persistent session (fixed client id, MQTT 5,
 ``clean_start: false``, ``session_expiry: 3600``) routing ``soak/{device_id}`` to
 ``bench.recorder:SoakRecorder``, and ``bench.soak_publisher`` publishing ``p000000``.. over
 100 devices from a persistent session of its own. Spaced evenly through the stream, in turn:

@@ -21,9 +21,8 @@ import socket
 import ssl
 from dataclasses import dataclass
 
+from mqttbridge.config.schema import BrokerConfig
 from paho.mqtt.reasoncodes import ReasonCode
-
-from .config import BrokerConfig
 
 # How long the one-off probes of diagnose() may take (seconds).
 _PROBE_TIMEOUT = 2.0

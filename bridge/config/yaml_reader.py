@@ -1,4 +1,4 @@
-"""Walking a composed YAML node tree: the machinery under ``bridge.config``'s reader.
+"""Walking a composed YAML node tree: the machinery under ``mqttbridge.config``'s reader.
 
 PyYAML's ``SafeLoader`` composes the file into nodes, which are read here one at a time, so that
 every value keeps its line: only tags ``SafeLoader`` can construct are accepted, ``${VAR}``

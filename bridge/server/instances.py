@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .server import Server
+    from mqttbridge.server.server import Server
 
 __all__ = ["AckToken", "AckTracker", "Instance"]
 

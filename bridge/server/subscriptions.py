@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from paho.mqtt.matcher import MQTTMatcher
 
 if TYPE_CHECKING:
-    from .client import MqttClient
-    from .instances import Instance
+    from mqttbridge.mqtt.client import MqttClient
+    from mqttbridge.server.instances import Instance
 
 __all__ = ["DynamicSubscriptions"]
 

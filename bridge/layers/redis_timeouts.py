@@ -11,7 +11,7 @@ redis-py's own 5 s allowance for a reply, unless they set a longer one (or ``Non
 themselves. A timeout is kept rather than dropped so that a Redis gone silent (a dead peer, a
 network partition) is still noticed. The bridge's layer does this when it is created; a stock
 ``channels_redis.core.RedisChannelLayer`` named in a Django project's ``CHANNEL_LAYERS`` is
-corrected when the bridge starts and by ``bridge.apublish``, before either opens a connection.
+corrected when the bridge starts and by ``mqttbridge.apublish``, before either opens a connection.
 
 ``channels_redis.pubsub.RedisPubSubChannelLayer`` is left alone: it polls with a 0.1 s read
 timeout of its own, which the socket timeout does not cut.
@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = ["REPLY_ALLOWANCE", "fit_blocking_reads", "fit_channel_layers", "fitted_host"]
 
-logger = logging.getLogger("bridge.layer")
+logger = logging.getLogger(__name__)
 
 #: Seconds a reply may take beyond the server's own blocking wait: redis-py 8's default socket
 #: timeout, which it considers enough for any reply.

@@ -1,4 +1,4 @@
-"""The ``mqttbridge`` command (also ``python -m bridge``).
+"""The ``mqttbridge`` command (also ``python -m mqttbridge``).
 
     mqttbridge run [--config F] [--asgi module:app] [--broker URL] [--client-id ID] [--demo]
     mqttbridge check [--config F] [--asgi module:app]
@@ -30,9 +30,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import yaml
-
-from . import __version__
-from .config import (
+from mqttbridge import __version__
+from mqttbridge.broker.passwords import DEFAULT_ITERATIONS, hash_password
+from mqttbridge.cli.logs import configure_logging, plural
+from mqttbridge.config.schema import (
     Config,
     ConfigError,
     default_config,
@@ -40,12 +41,10 @@ from .config import (
     load_config,
     resolve_consumers,
 )
-from .logs import configure_logging, plural
-from .passwords import DEFAULT_ITERATIONS, hash_password
 
 __all__ = ["CommandLineInterface", "main"]
 
-logger = logging.getLogger("bridge.cli")
+logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -165,8 +164,12 @@ class CommandLineInterface:
         return status
 
     def _load(self, args: argparse.Namespace) -> Loaded:
-        from .checks import check_application, check_route_consumers, check_route_filters
-        from .django_setup import channel_layer_in_use, ensure_django
+        from mqttbridge.cli.checks import (
+            check_application,
+            check_route_consumers,
+            check_route_filters,
+        )
+        from mqttbridge.django_setup import channel_layer_in_use, ensure_django
 
         config = self._read_config(args)
         asgi = getattr(args, "asgi", None)
@@ -240,7 +243,7 @@ class CommandLineInterface:
         return password
 
     def cmd_routes(self, args: argparse.Namespace, loaded: Loaded) -> int:
-        from .topics import compile_pattern, shared_filter
+        from mqttbridge.protocol.topics import compile_pattern, shared_filter
 
         config = loaded.config
         group = config.broker.shared_group
@@ -274,10 +277,10 @@ class CommandLineInterface:
         return 0
 
     def cmd_run(self, args: argparse.Namespace, loaded: Loaded) -> int:
-        from .client import BrokerUnusable
-        from .embedded import EmbeddedBrokerError
-        from .routing import topic
-        from .server import Server
+        from mqttbridge.broker.embedded import EmbeddedBrokerError
+        from mqttbridge.mqtt.client import BrokerUnusable
+        from mqttbridge.routing import topic
+        from mqttbridge.server.server import Server
 
         config = loaded.config
         configure_logging(args.log_level, args.log_format)
@@ -314,7 +317,7 @@ class CommandLineInterface:
         if not demo:
             await server.serve()
             return
-        from devices.demo import run_demo_devices
+        from mqttbridge.devices.demo import run_demo_devices
 
         async def devices() -> None:
             await server.ready.wait()
@@ -347,7 +350,7 @@ def _version_line() -> str:
 def _import_application(path: str, config: Config) -> Any:
     """Import the ``--asgi`` application before Django is configured, so that a project's
     ``asgi.py`` sets ``DJANGO_SETTINGS_MODULE`` itself, as under daphne or uvicorn."""
-    from .django_setup import ensure_django, needs_project_settings
+    from mqttbridge.django_setup import ensure_django, needs_project_settings
 
     try:
         return import_string(path)
@@ -366,7 +369,7 @@ def _import_application(path: str, config: Config) -> Any:
 
 
 def _resolve_consumers(config: Config) -> Config:
-    from .django_setup import needs_project_settings, project_settings_in_charge
+    from mqttbridge.django_setup import needs_project_settings, project_settings_in_charge
 
     try:
         return resolve_consumers(config)

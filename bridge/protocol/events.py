@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mqttbridge.protocol import properties as props_
+from mqttbridge.protocol.topics import TopicError, validate_filter, validate_publish_topic
 from paho.mqtt.properties import Properties
-
-from . import properties as props_
-from .topics import TopicError, validate_filter, validate_publish_topic
 
 __all__ = [
     "InvalidEvent",

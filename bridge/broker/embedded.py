@@ -33,9 +33,8 @@ from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
-
-from bridge._config_values import _embedded_access_problem, _embedded_allows_anonymous
-from bridge.passwords import PasswordHash, hash_password
+from mqttbridge.broker.passwords import PasswordHash, hash_password
+from mqttbridge.config.values import _embedded_access_problem, _embedded_allows_anonymous
 
 # The version range pyproject.toml pins amqtt to: _Broker below overrides private methods.
 AMQTT_VERSIONS = ">=0.12.1,<0.13"

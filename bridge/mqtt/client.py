@@ -28,17 +28,16 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
+from mqttbridge.config.schema import BrokerConfig
+from mqttbridge.mqtt.connect_errors import ClosedBeforeConnack, ConnectFailure, diagnose, refused
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ._connect_errors import ClosedBeforeConnack, ConnectFailure, diagnose, refused
-from .config import BrokerConfig
-
 __all__ = ["BrokerUnusable", "ConnectionLost", "MqttClient", "OutboundQueueFull", "PublishFailed"]
 
-logger = logging.getLogger("bridge.client")
+logger = logging.getLogger(__name__)
 
 _READ_CHUNK = 65536
 # Packets handled per reader callback before yielding to other tasks.

@@ -10,8 +10,7 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer as _ChannelsRedisChannelLayer
-
-from .redis_timeouts import fit_blocking_reads
+from mqttbridge.layers.redis_timeouts import fit_blocking_reads
 
 __all__ = ["RedisChannelLayer"]
 
@@ -20,7 +19,7 @@ class RedisChannelLayer(_ChannelsRedisChannelLayer):  # type: ignore[misc]
     """channels_redis' layer with ``send`` in one round trip instead of four.
 
     channels_redis sends with ZREMRANGEBYSCORE (expire old), ZCOUNT (capacity), ZADD and
-    EXPIRE: four round trips and four replies to parse for every ``bridge.publish``, which
+    EXPIRE: four round trips and four replies to parse for every ``mqttbridge.publish``, which
     capped publishing from another process near 1,400 msg/s on 2 cores. The same four
     commands run here as one Lua script, atomically, with the same semantics (``ChannelFull``
     when the channel is at capacity). Process-local (``!``) channels keep the stock path.

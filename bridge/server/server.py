@@ -25,24 +25,28 @@ from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
-
-from . import properties as props_
-from .client import BrokerUnusable, MqttClient, OutboundQueueFull
-from .config import Config
-from .deadletter import dead_letter_record
-from .events import InvalidEvent, validate_dead_letter, validate_publish, validate_subscribe
-from .instances import AckToken, AckTracker, Instance
-from .intake import PublishIntake
-from .logs import plural
-from .redis_timeouts import fit_channel_layers
-from .routing import Route, TopicRouter, find_topic_router
-from .subscriptions import DynamicSubscriptions
-from .topics import shared_filter
-from .typing import ASGI_SPEC_VERSION
+from mqttbridge.cli.logs import plural
+from mqttbridge.config.schema import Config
+from mqttbridge.layers.redis_timeouts import fit_channel_layers
+from mqttbridge.mqtt.client import BrokerUnusable, MqttClient, OutboundQueueFull
+from mqttbridge.protocol import properties as props_
+from mqttbridge.protocol.events import (
+    InvalidEvent,
+    validate_dead_letter,
+    validate_publish,
+    validate_subscribe,
+)
+from mqttbridge.protocol.topics import shared_filter
+from mqttbridge.protocol.typing import ASGI_SPEC_VERSION
+from mqttbridge.routing import Route, TopicRouter, find_topic_router
+from mqttbridge.server.deadletter import dead_letter_record
+from mqttbridge.server.instances import AckToken, AckTracker, Instance
+from mqttbridge.server.intake import PublishIntake
+from mqttbridge.server.subscriptions import DynamicSubscriptions
 
 __all__ = ["Server"]
 
-logger = logging.getLogger("bridge.server")
+logger = logging.getLogger(__name__)
 
 
 class Server:
@@ -102,7 +106,7 @@ class Server:
     async def serve(self) -> None:
         """Run until ``request_stop()`` or SIGINT/SIGTERM, then shut down gracefully.
 
-        Raises :class:`~bridge.client.BrokerUnusable` after shutting down if the first
+        Raises :class:`~mqttbridge.mqtt.client.BrokerUnusable` after shutting down if the first
         connection to the broker failed in a way no retry can fix (docs/guarantees.md).
         """
         loop = asyncio.get_running_loop()
@@ -150,7 +154,7 @@ class Server:
         fit_channel_layers()
         host = port = None
         if broker.scheme == "embedded":
-            from .embedded import EmbeddedBroker
+            from mqttbridge.broker.embedded import EmbeddedBroker
 
             self.embedded = EmbeddedBroker(
                 broker.host,
@@ -656,7 +660,7 @@ class Server:
             raise InvalidEvent(
                 f"only the master application (app_id 0) may spawn workers, not {inst.app_id!r}"
             )
-        from .config import import_string
+        from mqttbridge.config.schema import import_string
 
         app_id = command.get("app_id")
         app = import_string(command["consumer_path"])

@@ -1,4 +1,4 @@
-"""Publish requests from the channel layer: what ``bridge.publish`` sends, the bridge publishes.
+"""Publish requests from the channel layer: what ``mqttbridge.publish`` sends, the bridge publishes.
 
 One loop reads the publish channel (``mqtt.publish`` by default; batches where the layer offers
 ``receive_many``, see bridge/redis_layer.py), validates each request as it would an ``mqtt.pub``
@@ -15,12 +15,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .client import MqttClient, OutboundQueueFull, PublishFailed
-from .events import InvalidEvent, validate_publish
+from mqttbridge.mqtt.client import MqttClient, OutboundQueueFull, PublishFailed
+from mqttbridge.protocol.events import InvalidEvent, validate_publish
 
 __all__ = ["PublishIntake"]
 
-logger = logging.getLogger("bridge.intake")
+logger = logging.getLogger(__name__)
 
 _RETRY_MIN = 0.1
 _RETRY_MAX = 5.0

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
-
-from bridge._config_values import (
+from mqttbridge.broker.passwords import PasswordHash
+from mqttbridge.config.values import (
     _TLS_SCHEMES,
     _check_channel_name,
     _check_client_id,
@@ -37,7 +37,7 @@ from bridge._config_values import (
     _protocol,
     _qos,
 )
-from bridge._yaml_reader import (
+from mqttbridge.config.yaml_reader import (
     _boolean,
     _integer,
     _line,
@@ -46,8 +46,7 @@ from bridge._yaml_reader import (
     _seconds,
     _Section,
 )
-from bridge.passwords import PasswordHash
-from bridge.topics import compile_pattern, validate_publish_topic
+from mqttbridge.protocol.topics import compile_pattern, validate_publish_topic
 
 __all__ = [
     "BrokerConfig",
@@ -66,8 +65,8 @@ __all__ = [
 ]
 
 # Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
-_MEMORY_BACKEND = "bridge.layers.InMemoryChannelLayer"
-_REDIS_BACKEND = "bridge.redis_layer.RedisChannelLayer"
+_MEMORY_BACKEND = "mqttbridge.layers.memory.InMemoryChannelLayer"
+_REDIS_BACKEND = "mqttbridge.layers.redis.RedisChannelLayer"
 _SESSION_EXPIRY_MAX = 0xFFFFFFFF  # "never expires" (MQTT 5, 3.1.2.11.2)
 # IANA's ports for MQTT and MQTT over TLS.
 _WELL_KNOWN_SCHEMES = {1883: "mqtt", 8883: "mqtts"}

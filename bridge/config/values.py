@@ -1,6 +1,6 @@
 """Parsers and checks for single values of the configuration, free of YAML.
 
-Each raises ``ValueError`` with the message the user reads; the reader in ``bridge.config`` adds
+Each raises ``ValueError`` with the message the user reads; the reader in ``mqttbridge.config`` adds
 the file, line and key path. ``BrokerConfig`` and ``ChannelLayerConfig`` use the URL parsers too.
 """
 
@@ -13,7 +13,7 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-from bridge._yaml_reader import _render
+from mqttbridge.config.yaml_reader import _render
 
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
 _TLS_SCHEMES = ("mqtts", "wss")
@@ -134,7 +134,7 @@ def _embedded_access_problem(
 ) -> tuple[str, str] | None:
     """``(key, message)`` if the embedded broker would be open to the network or closed to all.
 
-    ``bridge.config`` reports it at ``key``'s line, ``EmbeddedBroker`` refuses to start with it:
+    ``mqttbridge.config`` reports it at ``key``'s line, ``EmbeddedBroker`` refuses to start with it:
     one verdict for ``check`` and ``run``.
     """
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Config, ConfigError
-from .routing import Route, consumer_problem, find_topic_router, handles_mqtt, not_mqtt_consumer
-from .topics import compile_pattern
+from mqttbridge.config.schema import Config, ConfigError
+from mqttbridge.protocol.topics import compile_pattern
+from mqttbridge.routing import (
+    Route,
+    consumer_problem,
+    find_topic_router,
+    handles_mqtt,
+    not_mqtt_consumer,
+)
 
 __all__ = ["check_application", "check_route_consumers", "check_route_filters"]
 
@@ -27,7 +33,7 @@ def check_route_consumers(config: Config) -> None:
         if not callable(getattr(consumer, "as_asgi", None)):
             problem = (
                 f"{route.consumer!r} is not a Channels consumer (it has no as_asgi()): "
-                "subclass consumers.MqttConsumer"
+                "subclass mqttbridge.consumers.MqttConsumer"
             )
         elif not handles_mqtt(consumer):
             problem = not_mqtt_consumer(consumer)
