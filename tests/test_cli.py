@@ -62,7 +62,8 @@ def test_routes_prints_the_routing_table():
 def test_config_error_names_file_line_and_key_without_traceback(tmp_path):
     path = write_config(
         tmp_path,
-        "routes:\n  - topic: a/{x}\n    consumer: mqttbridge.consumers.examples:TemperatureConsume\n",
+        "routes:\n  - topic: a/{x}\n"
+        "    consumer: mqttbridge.consumers.examples:TemperatureConsume\n",
     )
     status, _, err = run_cli("check", "--config", path)
     assert status == 2
