@@ -59,12 +59,11 @@ def config_text(args: argparse.Namespace) -> str:
 
 
 async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> None:
+    from bench import consumers
     from mqttbridge.config.schema import parse_config
     from mqttbridge.django_setup import ensure_django
     from mqttbridge.routing import topic
     from mqttbridge.server.server import Server
-
-    from bench import consumers
 
     config = parse_config(config_text(args), "<bench>")
     # "none" is a diagnostic the config cannot express: no CHANNEL_LAYERS at all, so consumers

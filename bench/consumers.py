@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from mqttasgi.consumers import MqttConsumer as MqttasgiConsumer
-from mqttbridge.consumers import MqttConsumer
 
 from bench.common import Counter
+from mqttbridge.consumers import MqttConsumer
 
 __all__ = ["COUNTER", "CountingConsumer", "MqttasgiCountingConsumer", "PongConsumer"]
 

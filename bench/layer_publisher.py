@@ -19,8 +19,9 @@ from bench.common import emit
 
 
 async def run(args: argparse.Namespace) -> None:
-    import mqttbridge as bridge
     from channels.exceptions import ChannelFull
+
+    import mqttbridge as bridge
 
     bridge.configure(args.config)
     full = 0

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from asgiref.sync import async_to_sync
+
 from mqttbridge.layers.redis_timeouts import fit_blocking_reads
 from mqttbridge.protocol.events import InvalidEvent, validate_publish
 

@@ -26,6 +26,7 @@ import asyncio
 from typing import Any
 
 from asgiref.testing import ApplicationCommunicator
+
 from mqttbridge.django_setup import MEMORY_LAYERS, ensure_django
 from mqttbridge.protocol.events import validate_dead_letter, validate_publish, validate_subscribe
 from mqttbridge.protocol.topics import compile_pattern

@@ -9,6 +9,7 @@ from typing import Any
 
 from channels.exceptions import StopConsumer
 from mqttasgi.consumers import MqttConsumer as MqttasgiConsumer
+
 from mqttbridge.consumers import InvalidPayload, JsonMqttConsumer, MqttConsumer, SyncMqttConsumer
 
 # What every instance saw, in order: (instance number, event type, topic, payload).

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
 from mqttbridge.config.schema import parse_config
 from mqttbridge.routing import topic
 from mqttbridge.server.server import Server
-
 from tests import apps
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from channels.generic.websocket import WebsocketConsumer
 from channels.routing import ProtocolTypeRouter
-from mqttbridge.routing import TopicRouter, topic
 
+from mqttbridge.routing import TopicRouter, topic
 from tests.apps import RecordingConsumer
 
 

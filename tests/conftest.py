@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from tests.services import (
     ServiceBinaryNotFound,
     TcpProxy,
 )
-from tests.services.certs import CertificateAuthority, KeyPair, make_ca
+from tests.services.certs import Pki, make_pki
 
 # Tests using any of these talk to a real service and get the `integration` marker, so
 # `pytest -m "not integration"` gives the quick, broker-free run.
@@ -110,31 +109,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
         yield server
 
 
-@dataclass(frozen=True)
-class Pki:
-    """A CA, a server certificate it signed for 127.0.0.1 and localhost, a client certificate
-    it signed, and a second CA that signed neither."""
-
-    ca: CertificateAuthority
-    server: KeyPair
-    client: KeyPair
-    other_ca: CertificateAuthority
-
-
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
+    """Certificates for TLS tests: see ``tests.services.certs.Pki``."""
     try:
-        ca = make_ca(directory / "ca")
+        return make_pki(tmp_path_factory.mktemp("pki"))
     except ServiceBinaryNotFound as error:
         _unavailable(error)
         raise
-    return Pki(
-        ca=ca,
-        server=ca.issue("server", hosts=("127.0.0.1", "localhost")),
-        client=ca.issue("client", client=True),
-        other_ca=make_ca(directory / "other-ca", "other-ca"),
-    )
 
 
 @pytest.fixture

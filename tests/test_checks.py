@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mqttbridge.routing import topic
 
+from mqttbridge.routing import topic
 from tests.apps import RecordingConsumer
 from tests.check_targets import ChatConsumer
 from tests.test_cli import ROOT, run_cli
@@ -238,6 +238,7 @@ def test_a_projects_redis_layer_is_named_without_its_password(
     monkeypatch: pytest.MonkeyPatch, hosts: list[object], shown: str
 ) -> None:
     from django.test import override_settings
+
     from mqttbridge import django_setup
     from mqttbridge.config.schema import parse_config
 

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from mqttbridge.broker.passwords import PasswordHash
 from mqttbridge.cli.main import CommandLineInterface
 from mqttbridge.config.schema import load_config
-
 from tests.services import PahoClient, TlsListener, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mqttbridge.broker.passwords import PasswordHash, hash_password
 from mqttbridge.config.schema import (
     BrokerConfig,
@@ -30,7 +31,6 @@ from mqttbridge.config.schema import (
     parse_config,
 )
 from mqttbridge.protocol.topics import TopicError, compile_pattern
-
 from tests import config_targets
 
 CLIENT_ID = re.compile(r"mqttbridge-[0-9A-Za-z-]+-[0-9a-f]{8}")

@@ -12,16 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
 from mqttbridge.config.schema import BrokerConfig, Config, parse_config
 from mqttbridge.mqtt.client import BrokerUnusable
 from mqttbridge.mqtt.connect_errors import refused
 from mqttbridge.server.server import Server
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
-
 from tests.bridge_fixtures import recording_route, wait_until
-from tests.conftest import Pki
 from tests.services import MosquittoProcess, ServiceBinaryNotFound, TlsListener, find_binary
+from tests.services.certs import Pki
 
 
 def config(url: str, tls: dict[str, Path] | None = None, extra: str = "") -> Config:
@@ -171,9 +171,7 @@ def test_transient_connack_refusals_are_retried() -> None:
 # -- a network blip is still a blip --------------------------------------------------------------
 
 
-async def test_a_broker_that_is_not_up_yet_is_waited_for_at_warning(
-    mosquitto_factory, run_bridge, caplog
-):
+async def test_a_broker_that_is_not_up_yet_is_waited_for_at_warning(mosquitto_factory, caplog):
     broker = mosquitto_factory(start=False)
     server = Server(config(broker.url), install_signal_handlers=False, routes=[recording_route()])
     serving = asyncio.get_running_loop().create_task(server.serve())

@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.reasoncodes import ReasonCode
+
 from mqttbridge.broker import embedded
 from mqttbridge.broker.embedded import EmbeddedBroker, EmbeddedBrokerError
 from mqttbridge.broker.passwords import hash_password
-from paho.mqtt.reasoncodes import ReasonCode
 
 pytestmark = pytest.mark.integration
 

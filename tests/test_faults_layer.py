@@ -6,8 +6,8 @@ import asyncio
 import time
 
 from django.test import override_settings
-from mqttbridge.routing import topic
 
+from mqttbridge.routing import topic
 from tests import apps
 from tests.bridge_fixtures import bridge_config, next_message, recording_route, wait_until
 from tests.services import PahoClient
@@ -25,8 +25,9 @@ def redis_layers(url: str) -> dict:
 async def test_redis_outage_mqtt_keeps_flowing_then_layer_and_groups_recover(
     mosquitto, redis_server, run_bridge
 ):
-    import mqttbridge as bridge
     from channels.layers import get_channel_layer
+
+    import mqttbridge as bridge
 
     with override_settings(CHANNEL_LAYERS=redis_layers(redis_server.url)):
         await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
@@ -107,8 +108,9 @@ async def test_reads_resume_when_the_instance_that_paused_them_crashes(mosquitto
 
 
 async def test_confirm_pending_at_shutdown_fails_fast_instead_of_timing_out(mosquitto, run_bridge):
-    import mqttbridge as bridge
     import pytest
+
+    import mqttbridge as bridge
 
     server = await run_bridge(bridge_config(mosquitto.url), routes=[recording_route()])
     mosquitto.pause()  # the PUBACK will not come

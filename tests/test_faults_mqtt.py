@@ -15,12 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mqttbridge as bridge
 import pytest
+
+import mqttbridge as bridge
 from mqttbridge.config.schema import parse_config
 from mqttbridge.mqtt.client import OutboundQueueFull
 from mqttbridge.routing import topic
-
 from tests import apps
 from tests.bridge_fixtures import next_message, recording_route, wait_until
 from tests.services import PahoClient

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from mqttbridge.broker.passwords import DEFAULT_ITERATIONS, PasswordHash, hash_password
 
+from mqttbridge.broker.passwords import DEFAULT_ITERATIONS, PasswordHash, hash_password
 from tests.services import MosquittoProcess
 
 

@@ -73,8 +73,9 @@ async def test_several_bridges_publish_each_request_once(mosquitto, redis_server
 
 
 async def test_confirm_times_out_with_a_clear_error_when_no_bridge_listens(redis_server):
-    import mqttbridge as bridge
     import pytest
+
+    import mqttbridge as bridge
 
     with (
         override_settings(CHANNEL_LAYERS=redis_layers(redis_server.url)),
@@ -89,6 +90,7 @@ async def test_redis_layer_send_refuses_past_capacity_and_receive_many_drains_in
     redis_server,
 ):
     from channels.exceptions import ChannelFull
+
     from mqttbridge.layers.redis import RedisChannelLayer
 
     layer = RedisChannelLayer(hosts=[redis_server.url], capacity=3)

@@ -13,6 +13,7 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 from channels_redis.pubsub import RedisPubSubChannelLayer
+
 from mqttbridge.layers.redis import RedisChannelLayer
 from mqttbridge.layers.redis_timeouts import fit_blocking_reads
 
@@ -86,6 +87,7 @@ def test_other_layers_are_left_alone():
 def test_every_alias_is_fitted_and_a_broken_one_is_left_to_fail_where_it_is_used():
     from channels.layers import channel_layers
     from django.test import override_settings
+
     from mqttbridge.layers.redis_timeouts import fit_channel_layers
 
     stock = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [URL]}}

@@ -1,8 +1,8 @@
 import pytest
 from channels.routing import ProtocolTypeRouter
+
 from mqttbridge.routing import TopicRouter, find_topic_router, topic
 from mqttbridge.testing import MqttCommunicator
-
 from tests import apps
 
 

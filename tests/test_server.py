@@ -6,8 +6,8 @@ import asyncio
 import json
 
 import pytest
-from mqttbridge.routing import topic
 
+from mqttbridge.routing import topic
 from tests import apps
 from tests.bridge_fixtures import bridge_config, next_message, recording_route, wait_until
 from tests.services import PahoClient

@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mqttbridge.consumers import InvalidPayload
 from mqttbridge.consumers.examples import TemperatureConsumer
 from mqttbridge.protocol.events import InvalidEvent
 from mqttbridge.testing import MqttCommunicator
-
 from tests import apps
 from tests.django_project import clean_env
 

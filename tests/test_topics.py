@@ -1,4 +1,5 @@
 import pytest
+
 from mqttbridge.protocol.topics import (
     TopicError,
     compile_pattern,

@@ -33,6 +33,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import BrokerConfig, ListenerConfig, ListenerType
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
+
 from mqttbridge.broker.passwords import PasswordHash, hash_password
 from mqttbridge.config.values import _embedded_access_problem, _embedded_allows_anonymous
 

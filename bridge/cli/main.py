@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 import yaml
+
 from mqttbridge import __version__
 from mqttbridge.broker.passwords import DEFAULT_ITERATIONS, hash_password
 from mqttbridge.cli.logs import configure_logging, plural

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
+
 from mqttbridge.broker.passwords import PasswordHash
 from mqttbridge.config.values import (
     _TLS_SCHEMES,

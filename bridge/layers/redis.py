@@ -10,6 +10,7 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer as _ChannelsRedisChannelLayer
+
 from mqttbridge.layers.redis_timeouts import fit_blocking_reads
 
 __all__ = ["RedisChannelLayer"]

@@ -28,12 +28,13 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from mqttbridge.config.schema import BrokerConfig
-from mqttbridge.mqtt.connect_errors import ClosedBeforeConnack, ConnectFailure, diagnose, refused
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from mqttbridge.config.schema import BrokerConfig
+from mqttbridge.mqtt.connect_errors import ClosedBeforeConnack, ConnectFailure, diagnose, refused
 
 __all__ = ["BrokerUnusable", "ConnectionLost", "MqttClient", "OutboundQueueFull", "PublishFailed"]
 

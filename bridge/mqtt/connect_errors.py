@@ -21,8 +21,9 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from mqttbridge.config.schema import BrokerConfig
 from paho.mqtt.reasoncodes import ReasonCode
+
+from mqttbridge.config.schema import BrokerConfig
 
 # How long the one-off probes of diagnose() may take (seconds).
 _PROBE_TIMEOUT = 2.0

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from paho.mqtt.properties import Properties
+
 from mqttbridge.protocol import properties as props_
 from mqttbridge.protocol.topics import TopicError, validate_filter, validate_publish_topic
-from paho.mqtt.properties import Properties
 
 __all__ = [
     "InvalidEvent",

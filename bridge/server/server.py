@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as paho
+
 from mqttbridge.cli.logs import plural
 from mqttbridge.config.schema import Config
 from mqttbridge.layers.redis_timeouts import fit_channel_layers

@@ -84,3 +84,24 @@ def _openssl(*args: object) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A CA, a server certificate it signed for 127.0.0.1 and localhost, a client certificate
+    it signed, and a second CA that signed neither."""
+
+    ca: CertificateAuthority
+    server: KeyPair
+    client: KeyPair
+    other_ca: CertificateAuthority
+
+
+def make_pki(directory: Path) -> Pki:
+    ca = make_ca(directory / "ca")
+    return Pki(
+        ca=ca,
+        server=ca.issue("server", hosts=("127.0.0.1", "localhost")),
+        client=ca.issue("client", client=True),
+        other_ca=make_ca(directory / "other-ca", "other-ca"),
+    )
