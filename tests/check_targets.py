@@ -1,4 +1,4 @@
-"""Applications and consumers that `check` and `run` must refuse (tests/test_checks.py)."""
+"""Applications and consumers that `check` and `run` must refuse (tests/cli/test_checks.py)."""
 
 from __future__ import annotations
 

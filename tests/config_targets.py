@@ -1,4 +1,4 @@
-"""Things for tests/test_config.py to import by name: a class, and a value that is not one."""
+"""Things for tests/config/test_config.py to import by name: a class, and a non-class value."""
 
 from __future__ import annotations
 

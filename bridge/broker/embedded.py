@@ -93,7 +93,8 @@ class _Broker(Broker):  # type: ignore[misc]
     """amqtt's Broker, sending retained messages as MQTT 3.1.1 says.
 
     The one place this module reaches into amqtt's private methods; pinned by AMQTT_VERSIONS and
-    checked by tests/test_embedded.py::test_amqtt_private_methods_we_override_are_still_there.
+    checked by
+    tests/broker/test_embedded.py::test_amqtt_private_methods_we_override_are_still_there.
 
     amqtt 0.12 calls ``_publish_retained_messages_for_subscription`` after a SUBACK (right,
     MQTT-3.3.1-6) and also on every CONNECT for every filter *any* client ever subscribed to:

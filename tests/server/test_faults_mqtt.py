@@ -23,8 +23,8 @@ from mqttbridge.mqtt.client import OutboundQueueFull
 from mqttbridge.routing import topic
 from tests import apps
 from tests.bridge_fixtures import next_message, recording_route, wait_until
+from tests.cli_helpers import BridgeProcess
 from tests.services import PahoClient
-from tests.test_cli import BridgeProcess
 
 # The smallest keepalive the config accepts: dead-link detection is 1.5 x this.
 KEEPALIVE = 5

@@ -11,7 +11,7 @@ from django.test import override_settings
 from tests.bridge_fixtures import bridge_config, next_message, recording_route
 from tests.services import PahoClient
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def redis_layers(url: str) -> dict:

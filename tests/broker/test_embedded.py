@@ -509,7 +509,7 @@ def test_amqtt_private_methods_we_override_are_still_there() -> None:
     assert "self._publish_retained_messages_for_subscription(" in inspect.getsource(
         Broker._handle_subscription
     )
-    pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert f'"amqtt{embedded.AMQTT_VERSIONS}"' in pyproject
     installed = tuple(int(part) for part in importlib.metadata.version("amqtt").split(".")[:3])
     assert (0, 12, 1) <= installed < (0, 13), installed

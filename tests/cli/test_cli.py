@@ -3,35 +3,25 @@ subprocess for the run loop, signals and exit codes."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from mqttbridge.broker.passwords import PasswordHash
-from mqttbridge.cli.main import CommandLineInterface
 from mqttbridge.config.schema import load_config
+from tests.cli_helpers import ROOT, BridgeProcess, run_cli
 from tests.services import PahoClient, TlsListener, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 ROUTE_YAML = (
     "routes:\n  - topic: sensors/{device_id}/data\n    consumer: tests.apps:RecordingConsumer\n"
 )
-
-
-def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    cli = CommandLineInterface(stdout=out, stderr=err, stdin=io.StringIO(stdin))
-    status = cli.run(list(argv))
-    return status, out.getvalue(), err.getvalue()
 
 
 def write_config(tmp_path: Path, text: str) -> str:
@@ -180,41 +170,6 @@ def test_embedded_broker_lets_devices_with_passwords_in_and_the_bridge_too(
     bridge.proc.send_signal(signal.SIGTERM)
     assert bridge.proc.wait(15) == 0
     assert "refused MQTT client 127.0.0.1:" in "".join(bridge.lines)
-
-
-class BridgeProcess:
-    """``python -m mqttbridge run`` as a subprocess, with its log lines collected."""
-
-    def __init__(self, *args: str) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mqttbridge", "run", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not logged; output:\n{''.join(self.lines)}")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from mqttbridge.routing import topic
 from tests.apps import RecordingConsumer
 from tests.check_targets import ChatConsumer
-from tests.test_cli import ROOT, run_cli
+from tests.cli_helpers import ROOT, run_cli
 
 BROKER = "broker:\n  url: mqtt://127.0.0.1:9\n"  # never reached: the checks come first
 
