@@ -1,7 +1,7 @@
 """The ``mqttbridge`` command (also ``python -m mqttbridge``).
 
     mqttbridge run [--config F] [--asgi module:app] [--broker URL] [--client-id ID] [--demo]
-    mqttbridge check [--config F] [--asgi module:app]
+    mqttbridge check [--config F] [--asgi module:app] [--broker URL] [--client-id ID]
     mqttbridge routes [--config F] [--asgi module:app]
     mqttbridge passwd USERNAME   (a broker.users entry for the embedded broker)
 
@@ -42,6 +42,7 @@ from mqttbridge.config.schema import (
     load_config,
     resolve_consumers,
 )
+from mqttbridge.config.settings import flags
 
 __all__ = ["CommandLineInterface", "main"]
 
@@ -92,12 +93,7 @@ class CommandLineInterface:
             metavar="MODULE:APP",
             help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
         )
-        run.add_argument(
-            "--broker",
-            metavar="URL",
-            help="override broker.url (mqtt://host:port, mqtts://, ws://, wss:// or embedded)",
-        )
-        run.add_argument("--client-id", metavar="ID", help="override broker.client_id")
+        self._add_override_args(run)
         run.add_argument(
             "--log-level", default="info", choices=["debug", "info", "warning", "error"]
         )
@@ -115,6 +111,7 @@ class CommandLineInterface:
             metavar="MODULE:APP",
             help="also import and check the ASGI application run would run",
         )
+        self._add_override_args(check)
         routes = commands.add_parser("routes", help="print the routing table")
         self._add_config_arg(routes, required=False)
         routes.add_argument(
@@ -145,6 +142,13 @@ class CommandLineInterface:
             required=required,
             help=f"config file (default: ./{DEFAULT_CONFIG} if it exists)",
         )
+
+    @staticmethod
+    def _add_override_args(parser: argparse.ArgumentParser) -> None:
+        # One per key declared with a flag (mqttbridge.config.settings); `check` takes them
+        # too, so that it can vouch for the command line `run` is given.
+        for key, flag in flags(Config):
+            parser.add_argument(flag.name, metavar=flag.metavar, help=flag.help, dest=key)
 
     def run(self, argv: Sequence[str]) -> int:
         args = self.parser.parse_args(list(argv))
@@ -189,20 +193,16 @@ class CommandLineInterface:
         path = args.config
         if path is None and os.path.exists(DEFAULT_CONFIG):
             path = DEFAULT_CONFIG
+        # Read and checked as the file's keys are: a flag can break no rule the file must keep.
+        overrides = {
+            key: getattr(args, key)
+            for key, _ in flags(Config)
+            if getattr(args, key, None) is not None
+        }
+        if path is None:
+            return default_config(overrides=overrides)
         # Consumers are imported once Django is set up (below): they may import models.
-        config = load_config(path, import_consumers=False) if path is not None else default_config()
-        overrides: dict[str, Any] = {}
-        if getattr(args, "broker", None):
-            overrides["url"] = args.broker
-        if getattr(args, "client_id", None):
-            overrides["client_id"] = args.client_id
-        if overrides:
-            try:
-                broker = dataclasses.replace(config.broker, **overrides)
-            except (ValueError, ConfigError) as exc:
-                raise ConfigError(str(exc), source="command line", key="--broker") from None
-            config = dataclasses.replace(config, broker=broker)
-        return config
+        return load_config(path, import_consumers=False, overrides=overrides)
 
     # -- commands -------------------------------------------------------------------------------
 
