@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mqttbridge.config.yaml_reader import _render
+from mqttbridge.protocol.events import is_qos
 
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
 _TLS_SCHEMES = ("mqtts", "wss")
@@ -201,6 +202,6 @@ def _protocol(value: Any) -> str:
 
 
 def _qos(value: Any) -> int:
-    if isinstance(value, bool) or value not in (0, 1, 2):
+    if not is_qos(value):
         raise ValueError(f"expected 0, 1 or 2, got {_render(value)}")
     return int(value)

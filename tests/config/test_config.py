@@ -1169,7 +1169,8 @@ def test_invalid_topic_pattern_is_reported_at_the_topic_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "got"), [("3", "3"), ("-1", "-1"), ("true", "true"), ("high", "'high'")]
+    ("value", "got"),
+    [("3", "3"), ("-1", "-1"), ("true", "true"), ("high", "'high'"), ("1.0", "1.0")],
 )
 def test_route_qos_must_be_0_1_or_2(value: str, got: str) -> None:
     text = "routes:\n  - topic: a/b\n    consumer: tests.config_targets:ExampleConsumer\n"
