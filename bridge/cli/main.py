@@ -87,13 +87,11 @@ class CommandLineInterface:
         commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
         run = commands.add_parser("run", help="run the bridge")
-        self._add_config_arg(run, required=False)
-        run.add_argument(
-            "--asgi",
-            metavar="MODULE:APP",
-            help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
+        self._add_source_args(
+            run,
+            asgi_help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
+            overrides=True,
         )
-        self._add_override_args(run)
         run.add_argument(
             "--log-level", default="info", choices=["debug", "info", "warning", "error"]
         )
@@ -103,20 +101,15 @@ class CommandLineInterface:
             action="store_true",
             help="also run three simulated devices publishing readings",
         )
-
         check = commands.add_parser("check", help="validate a config file and its routes")
-        self._add_config_arg(check, required=False)
-        check.add_argument(
-            "--asgi",
-            metavar="MODULE:APP",
-            help="also import and check the ASGI application run would run",
+        # The same flags as run, so that check can vouch for the command line run is given.
+        self._add_source_args(
+            check,
+            asgi_help="also import and check the ASGI application run would run",
+            overrides=True,
         )
-        self._add_override_args(check)
         routes = commands.add_parser("routes", help="print the routing table")
-        self._add_config_arg(routes, required=False)
-        routes.add_argument(
-            "--asgi", metavar="MODULE:APP", help="also list the application's TopicRouter routes"
-        )
+        self._add_source_args(routes, asgi_help="also list the application's TopicRouter routes")
 
         passwd = commands.add_parser(
             "passwd",
@@ -134,21 +127,21 @@ class CommandLineInterface:
         return parser
 
     @staticmethod
-    def _add_config_arg(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    def _add_source_args(
+        parser: argparse.ArgumentParser, *, asgi_help: str, overrides: bool = False
+    ) -> None:
+        """What a command reads: the file, the ``--asgi`` application and, with ``overrides``,
+        an option per key declared with a flag (``mqttbridge.config.settings``)."""
         parser.add_argument(
             "--config",
             "-c",
             metavar="FILE",
-            required=required,
             help=f"config file (default: ./{DEFAULT_CONFIG} if it exists)",
         )
-
-    @staticmethod
-    def _add_override_args(parser: argparse.ArgumentParser) -> None:
-        # One per key declared with a flag (mqttbridge.config.settings); `check` takes them
-        # too, so that it can vouch for the command line `run` is given.
-        for key, flag in flags(Config):
-            parser.add_argument(flag.name, metavar=flag.metavar, help=flag.help, dest=key)
+        parser.add_argument("--asgi", metavar="MODULE:APP", help=asgi_help)
+        if overrides:
+            for key, flag in flags(Config):
+                parser.add_argument(flag.name, metavar=flag.metavar, help=flag.help, dest=key)
 
     def run(self, argv: Sequence[str]) -> int:
         args = self.parser.parse_args(list(argv))
