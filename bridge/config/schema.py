@@ -6,7 +6,12 @@ into plain dicts, so that every value keeps its line and every error can read::
     config.yaml:14: routes[2].consumer: module 'consumers.telemetry' has no attribute 'X'
 
 Nothing but standard YAML scalars, mappings and lists is ever constructed: tags such as
-``!!python/object`` are refused. ``docs/config.md`` describes every key.
+``!!python/object`` are refused.
+
+Each key is declared once, as a field of its section's dataclass (``mqttbridge.config.settings``):
+the reader takes from the fields which keys a section accepts and how each is read, and
+``mqttbridge.config.docs`` writes the key tables of ``docs/config.md`` from them. The public
+names are those ``mqttbridge.config`` exports.
 """
 
 from __future__ import annotations
@@ -63,22 +68,6 @@ from mqttbridge.config.yaml_reader import (
     _Section,
 )
 from mqttbridge.protocol.topics import compile_pattern, validate_publish_topic
-
-__all__ = [
-    "BrokerConfig",
-    "ChannelLayerConfig",
-    "Config",
-    "ConfigError",
-    "LimitsConfig",
-    "ReconnectConfig",
-    "RouteConfig",
-    "TLSConfig",
-    "default_config",
-    "import_string",
-    "load_config",
-    "parse_config",
-    "resolve_consumers",
-]
 
 # Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
 _MEMORY_BACKEND = "mqttbridge.layers.memory.InMemoryChannelLayer"
