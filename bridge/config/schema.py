@@ -674,7 +674,7 @@ class _Reader(_NodeReader):
         values["users"] = self.read_users(s.child("users", _ANY_KEY))
         self.check_broker_url(values["url"])
         if embedded:
-            self.check_embedded_access(s, values)
+            self.check_embedded(s, values)
         self.check_session(s, values)
         self.check_credentials(s, values)
         # With a wrong url, which TLS keys fit is unknown: read them without judging.
@@ -694,7 +694,7 @@ class _Reader(_NodeReader):
                 f"use {expected}:// unless the broker is set up otherwise"
             )
 
-    def check_embedded_access(self, s: _Section, values: dict[str, Any]) -> None:
+    def check_embedded(self, s: _Section, values: dict[str, Any]) -> None:
         # allow_anonymous and users are ignored unless embedded, not refused: one file often
         # switches between the embedded broker and a remote one through ${MQTTBRIDGE_BROKER}.
         host, port = _parse_listen(values["listen"])
