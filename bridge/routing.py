@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from mqttbridge.protocol.events import validate_qos
 from mqttbridge.protocol.topics import TopicPattern, compile_pattern
 
 __all__ = [
@@ -36,8 +37,7 @@ class Route:
     __slots__ = ("app", "name", "pattern", "qos")
 
     def __init__(self, pattern: str, app: Any, *, qos: int = 1, name: str | None = None) -> None:
-        if qos not in (0, 1, 2):
-            raise ValueError(f"route {pattern!r}: qos must be 0, 1 or 2, got {qos!r}")
+        validate_qos(qos, f"route {pattern!r}: qos")
         # Caught here, at import of the routing module, rather than by an instance that
         # crashes and restarts for every message while the bridge reports itself ready.
         problem = consumer_problem(app)

@@ -30,9 +30,11 @@ def test_router_refuses_two_routes_with_the_same_filter():
         )
 
 
-def test_route_rejects_bad_qos():
-    with pytest.raises(ValueError, match="qos must be 0, 1 or 2, got 3"):
-        topic("a/b", apps.RecordingConsumer.as_asgi(), qos=3)
+@pytest.mark.parametrize("qos", [3, True, 1.0, "1"])
+def test_route_rejects_bad_qos(qos):
+    # The same test as events' and the config file's: True and 1.0 are no QoS levels.
+    with pytest.raises(ValueError, match=f"route 'a/b': qos must be 0, 1 or 2, got {qos!r}"):
+        topic("a/b", apps.RecordingConsumer.as_asgi(), qos=qos)
 
 
 def test_router_is_found_under_protocol_type_router_and_middleware():

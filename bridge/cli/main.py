@@ -1,7 +1,7 @@
 """The ``mqttbridge`` command (also ``python -m mqttbridge``).
 
     mqttbridge run [--config F] [--asgi module:app] [--broker URL] [--client-id ID] [--demo]
-    mqttbridge check [--config F] [--asgi module:app]
+    mqttbridge check [--config F] [--asgi module:app] [--broker URL] [--client-id ID]
     mqttbridge routes [--config F] [--asgi module:app]
     mqttbridge passwd USERNAME   (a broker.users entry for the embedded broker)
 
@@ -42,6 +42,7 @@ from mqttbridge.config.schema import (
     load_config,
     resolve_consumers,
 )
+from mqttbridge.config.settings import flags
 
 __all__ = ["CommandLineInterface", "main"]
 
@@ -86,18 +87,11 @@ class CommandLineInterface:
         commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
         run = commands.add_parser("run", help="run the bridge")
-        self._add_config_arg(run, required=False)
-        run.add_argument(
-            "--asgi",
-            metavar="MODULE:APP",
-            help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
+        self._add_source_args(
+            run,
+            asgi_help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
+            overrides=True,
         )
-        run.add_argument(
-            "--broker",
-            metavar="URL",
-            help="override broker.url (mqtt://host:port, mqtts://, ws://, wss:// or embedded)",
-        )
-        run.add_argument("--client-id", metavar="ID", help="override broker.client_id")
         run.add_argument(
             "--log-level", default="info", choices=["debug", "info", "warning", "error"]
         )
@@ -107,19 +101,15 @@ class CommandLineInterface:
             action="store_true",
             help="also run three simulated devices publishing readings",
         )
-
         check = commands.add_parser("check", help="validate a config file and its routes")
-        self._add_config_arg(check, required=False)
-        check.add_argument(
-            "--asgi",
-            metavar="MODULE:APP",
-            help="also import and check the ASGI application run would run",
+        # The same flags as run, so that check can vouch for the command line run is given.
+        self._add_source_args(
+            check,
+            asgi_help="also import and check the ASGI application run would run",
+            overrides=True,
         )
         routes = commands.add_parser("routes", help="print the routing table")
-        self._add_config_arg(routes, required=False)
-        routes.add_argument(
-            "--asgi", metavar="MODULE:APP", help="also list the application's TopicRouter routes"
-        )
+        self._add_source_args(routes, asgi_help="also list the application's TopicRouter routes")
 
         passwd = commands.add_parser(
             "passwd",
@@ -137,14 +127,21 @@ class CommandLineInterface:
         return parser
 
     @staticmethod
-    def _add_config_arg(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    def _add_source_args(
+        parser: argparse.ArgumentParser, *, asgi_help: str, overrides: bool = False
+    ) -> None:
+        """What a command reads: the file, the ``--asgi`` application and, with ``overrides``,
+        an option per key declared with a flag (``mqttbridge.config.settings``)."""
         parser.add_argument(
             "--config",
             "-c",
             metavar="FILE",
-            required=required,
             help=f"config file (default: ./{DEFAULT_CONFIG} if it exists)",
         )
+        parser.add_argument("--asgi", metavar="MODULE:APP", help=asgi_help)
+        if overrides:
+            for key, flag in flags(Config):
+                parser.add_argument(flag.name, metavar=flag.metavar, help=flag.help, dest=key)
 
     def run(self, argv: Sequence[str]) -> int:
         args = self.parser.parse_args(list(argv))
@@ -189,20 +186,16 @@ class CommandLineInterface:
         path = args.config
         if path is None and os.path.exists(DEFAULT_CONFIG):
             path = DEFAULT_CONFIG
+        # Read and checked as the file's keys are: a flag can break no rule the file must keep.
+        overrides = {
+            key: getattr(args, key)
+            for key, _ in flags(Config)
+            if getattr(args, key, None) is not None
+        }
+        if path is None:
+            return default_config(overrides=overrides)
         # Consumers are imported once Django is set up (below): they may import models.
-        config = load_config(path, import_consumers=False) if path is not None else default_config()
-        overrides: dict[str, Any] = {}
-        if getattr(args, "broker", None):
-            overrides["url"] = args.broker
-        if getattr(args, "client_id", None):
-            overrides["client_id"] = args.client_id
-        if overrides:
-            try:
-                broker = dataclasses.replace(config.broker, **overrides)
-            except (ValueError, ConfigError) as exc:
-                raise ConfigError(str(exc), source="command line", key="--broker") from None
-            config = dataclasses.replace(config, broker=broker)
-        return config
+        return load_config(path, import_consumers=False, overrides=overrides)
 
     # -- commands -------------------------------------------------------------------------------
 

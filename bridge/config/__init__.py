@@ -1,6 +1,7 @@
 """The configuration file: YAML read into frozen dataclasses (``schema``), with every error naming
-file, line and key. ``yaml_reader`` walks YAML nodes; ``values`` checks single values (URLs,
-client ids, QoS)."""
+file, line and key. Each key is declared once (``settings``); ``docs`` writes docs/config.md's
+key tables from the declarations. ``yaml_reader`` walks YAML nodes; ``values`` checks single
+values (URLs, client ids, QoS)."""
 
 from mqttbridge.config.schema import (
     BrokerConfig,

@@ -6,7 +6,12 @@ into plain dicts, so that every value keeps its line and every error can read::
     config.yaml:14: routes[2].consumer: module 'consumers.telemetry' has no attribute 'X'
 
 Nothing but standard YAML scalars, mappings and lists is ever constructed: tags such as
-``!!python/object`` are refused. ``docs/config.md`` describes every key.
+``!!python/object`` are refused.
+
+Each key is declared once, as a field of its section's dataclass (``mqttbridge.config.settings``):
+the reader takes from the fields which keys a section accepts and how each is read, and
+``mqttbridge.config.docs`` writes the key tables of ``docs/config.md`` from them. The public
+names are those ``mqttbridge.config`` exports.
 """
 
 from __future__ import annotations
@@ -17,53 +22,52 @@ import os
 import re
 import ssl
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import Field, dataclass, field, replace
 from typing import Any
 
 import yaml
 
 from mqttbridge.broker.passwords import PasswordHash
+from mqttbridge.config.settings import (
+    Flag,
+    Kind,
+    Setting,
+    flags,
+    free_mapping,
+    items,
+    keys_of,
+    required_text,
+    section,
+    settings_of,
+    text,
+    value,
+)
 from mqttbridge.config.values import (
     _TLS_SCHEMES,
     _check_channel_name,
     _check_client_id,
     _check_shared_group,
     _embedded_access_problem,
-    _generate_client_id,
-    _is_loopback,
     _mask_password,
     _parse_broker_url,
     _parse_layer_url,
     _parse_listen,
     _protocol,
     _qos,
+    generate_client_id,
+    is_loopback,
 )
 from mqttbridge.config.yaml_reader import (
     _boolean,
-    _integer,
+    _Given,
+    _Integer,
     _line,
     _NodeReader,
     _optional_boolean,
-    _seconds,
+    _Seconds,
     _Section,
 )
 from mqttbridge.protocol.topics import compile_pattern, validate_publish_topic
-
-__all__ = [
-    "BrokerConfig",
-    "ChannelLayerConfig",
-    "Config",
-    "ConfigError",
-    "LimitsConfig",
-    "ReconnectConfig",
-    "RouteConfig",
-    "TLSConfig",
-    "default_config",
-    "import_string",
-    "load_config",
-    "parse_config",
-    "resolve_consumers",
-]
 
 # Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
 _MEMORY_BACKEND = "mqttbridge.layers.memory.InMemoryChannelLayer"
@@ -128,18 +132,46 @@ class TLSConfig:
     """Certificates for ``mqtts://`` and ``wss://`` brokers. The server is verified unless
     ``insecure`` is true; ``ca_file=None`` trusts the system CA store."""
 
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure: bool = False
+    ca_file: str | None = text(
+        None,
+        type="path or null",
+        doc="PEM file of CA certificates to trust instead of the system store",
+    )
+    cert_file: str | None = text(
+        None,
+        type="path or null",
+        doc="PEM client certificate, for brokers that authenticate clients by certificate. "
+        "May also hold the key",
+    )
+    key_file: str | None = text(
+        None,
+        type="path or null",
+        doc="PEM private key of `cert_file`, unencrypted. Needs `cert_file`",
+    )
+    insecure: bool = value(
+        False,
+        _boolean,
+        type="boolean",
+        doc="`true` disables certificate and host name verification. For testing only; "
+        "logged as a warning",
+    )
 
 
 @dataclass(frozen=True)
 class ReconnectConfig:
     """Backoff between reconnection attempts: doubles from ``min_delay`` up to ``max_delay``."""
 
-    min_delay: float = 0.5
-    max_delay: float = 30.0
+    min_delay: float = value(
+        0.5, _Seconds(0, exclusive=True), doc="Wait before the first reconnection attempt"
+    )
+    max_delay: float = value(
+        30.0,
+        _Seconds(0, exclusive=True),
+        type="seconds, ≥ `min_delay`",
+        doc="The wait doubles after each failure up to this. A running bridge retries a setting "
+        "that can never work (a certificate that does not verify, refused credentials) every "
+        "`max_delay`",
+    )
 
 
 @dataclass(frozen=True)
@@ -153,22 +185,98 @@ class BrokerConfig:
     the ``users`` hashes and refuses an embedded broker open to the network.
     """
 
-    url: str = "embedded"
-    listen: str = EMBEDDED_LISTEN
-    allow_anonymous: bool | None = None
+    url: str = text(
+        "embedded",
+        check=_parse_broker_url,
+        flag=Flag(
+            "--broker",
+            "URL",
+            "override broker.url (mqtt://host:port, mqtts://, ws://, wss:// or embedded)",
+        ),
+        doc="The broker: `embedded`, `mqtt://host[:1883]`, `mqtts://host[:8883]`, "
+        "`ws://host[:80][/path]` or `wss://host[:443][/path]`",
+    )
+    listen: str = text(
+        EMBEDDED_LISTEN,
+        check=_parse_listen,
+        doc="Embedded broker only: the `host:port` it listens on. Port `0` picks a free port; "
+        "IPv6 goes in brackets (`[::1]:1883`). A non-loopback address needs `users` or "
+        "`allow_anonymous: true`. Ignored for other URLs",
+    )
+    allow_anonymous: bool | None = value(
+        None,
+        _optional_boolean,
+        type="boolean or null",
+        doc="Embedded broker only: whether devices may connect without a username. `null` "
+        "allows them only when `listen` is a loopback address and there are no `users`; "
+        "`false` needs `users`. Ignored for other URLs",
+    )
     # Username -> password hash ($7$..., bridge.passwords). Left out of hash(): a dict has none.
-    users: Mapping[str, str] = field(default_factory=dict, repr=False, hash=False)
-    client_id: str | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    protocol: str = "5"
-    keepalive: int = 30
-    clean_start: bool = True
-    session_expiry: int = 0
-    shared_group: str | None = None
-    tls: TLSConfig = field(default_factory=TLSConfig)
-    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
-    outbound_queue: int = 10000
+    users: Mapping[str, str] = free_mapping(
+        default_factory=dict,
+        repr=False,
+        hash=False,
+        type="mapping or null",
+        default_doc="`null`",
+        doc="Embedded broker only: username → password hash, as `mqttbridge passwd <username>` "
+        "prints it. See [the embedded broker](#the-embedded-broker). Ignored for other URLs",
+    )
+    client_id: str | None = text(
+        None,
+        check=_check_client_id,
+        default_doc="generated",
+        flag=Flag("--client-id", "ID", "override broker.client_id"),
+        doc="The MQTT client id. Left out, it is `mqttbridge-<hostname>-<8 hex digits>`, new on "
+        "every start. **Required when `clean_start` is false**",
+    )
+    username: str | None = text(None, doc="Username sent in CONNECT")
+    password: str | None = text(
+        None,
+        repr=False,
+        doc="Password sent in CONNECT. Never appears in `repr()`. With MQTT 3.1.1 it needs a "
+        "`username`",
+    )
+    protocol: str = value(
+        "5",
+        _protocol,
+        type='`"3.1.1"` or `"5"`',
+        default_doc='`"5"`; `"3.1.1"` for `embedded`',
+        doc="MQTT version. Also accepted: `5`, `5.0`, `311`. The embedded broker (amqtt) "
+        "speaks only 3.1.1",
+    )
+    keepalive: int = value(
+        30,
+        _Integer(5, 65535),
+        doc="Seconds of silence after which client and broker ping each other; a broker drops "
+        "a client silent for 1.5 times this",
+    )
+    clean_start: bool = value(
+        True,
+        _boolean,
+        type="boolean",
+        doc="`true` starts a fresh session on each connection; `false` resumes the broker's "
+        "session for `client_id`, with its subscriptions and queued QoS 1/2 messages",
+    )
+    session_expiry: int = value(
+        0,
+        _Integer(0, _SESSION_EXPIRY_MAX),
+        doc="MQTT 5 only: seconds the broker keeps the session after a disconnect. "
+        f"`{_SESSION_EXPIRY_MAX}` never expires it",
+    )
+    shared_group: str | None = text(
+        None,
+        check=_check_shared_group,
+        doc="Subscribe as `$share/<group>/<filter>`, so bridges in the same group split the "
+        "messages instead of each getting all of them. No `/`, `+` or `#`",
+    )
+    tls: TLSConfig = section(TLSConfig, doc="Certificates for `mqtts://` and `wss://`")
+    reconnect: ReconnectConfig = section(ReconnectConfig, doc="Backoff between connection attempts")
+    outbound_queue: int = value(
+        10000,
+        _Integer(1),
+        doc="Publishes held while the broker is unreachable; past this, a publish raises an "
+        "error instead of being dropped silently",
+    )
     scheme: str = field(init=False)
     host: str = field(init=False)
     port: int = field(init=False)
@@ -194,9 +302,25 @@ class BrokerConfig:
 class ChannelLayerConfig:
     """The Channels layer that carries publishes from Django code to the bridge."""
 
-    url: str = "memory://"
-    publish_channel: str = "mqtt.publish"
-    group_expiry: int = 86400
+    url: str = text(
+        "memory://",
+        check=_parse_layer_url,
+        doc="`memory://` (the bridge's process only) or "
+        "`redis://[:password@]host[:port][/db]`, `rediss://...` for Redis over TLS. "
+        "Anything else is an error",
+    )
+    publish_channel: str = text(
+        "mqtt.publish",
+        check=_check_channel_name,
+        type="channel name",
+        doc="The channel the bridge listens on for publish requests: 1 to 99 ASCII letters, "
+        "digits, `-`, `_`, `.`",
+    )
+    group_expiry: int = value(
+        86400,
+        _Integer(1),
+        doc="Seconds a Redis group membership lasts (`channels_redis`' `group_expiry`)",
+    )
     # Whether the file set ``url``: inside a Django project the project's CHANNEL_LAYERS win,
     # and a URL the user wrote deserves a warning that it is ignored; the default does not.
     url_given: bool = field(default=False, compare=False)
@@ -238,9 +362,21 @@ class RouteConfig:
     from a file); ``topic_line`` and ``consumer_line`` are those of its two keys.
     """
 
-    topic: str
-    consumer: str
-    qos: int = 1
+    topic: str = required_text(
+        check=compile_pattern,
+        type="route pattern",
+        doc="An MQTT topic filter whose levels may be named: `sensors/{device_id}/temperature` "
+        "subscribes to `sensors/+/temperature` and passes `device_id` to the consumer; "
+        "`{rest:path}` as the last level matches the rest of the topic (`#`). `+` and `#` work "
+        "as in MQTT. Django's `<room>` and a leading `/` are refused with the pattern you "
+        "probably meant (`+/a/b` matches topics that really begin with `/`)",
+    )
+    consumer: str = required_text(
+        type="import path",
+        doc="The consumer class, as `module:Class` or `module.Class` (`module:Outer.Inner` also "
+        "works)",
+    )
+    qos: int = value(1, _qos, type="0, 1 or 2", doc="QoS of the subscription")
     line: int = 0
     consumer_class: type | None = field(default=None, compare=False, repr=False)
     topic_line: int = field(default=0, compare=False, repr=False)
@@ -251,11 +387,28 @@ class RouteConfig:
 class LimitsConfig:
     """Bounds on memory and time, so one misbehaving device or consumer cannot exhaust them."""
 
-    max_payload_bytes: int = 262144
-    max_instances: int = 10000
-    idle_timeout: float = 300.0
-    queue_size: int = 1000
-    shutdown_timeout: float = 10.0
+    max_payload_bytes: int = value(
+        262144,
+        _Integer(1, _PACKET_MAX),
+        doc="Larger incoming messages are not delivered: they are logged and recorded on "
+        "`dead_letter_topic`",
+    )
+    max_instances: int = value(
+        10000,
+        _Integer(1),
+        doc="Consumer instances alive at once; past this the least recently used is closed",
+    )
+    idle_timeout: float = value(
+        300.0,
+        _Seconds(0, exclusive=True),
+        doc="An instance that received nothing for this long is closed",
+    )
+    queue_size: int = value(1000, _Integer(1), doc="Messages waiting for one instance")
+    shutdown_timeout: float = value(
+        10.0,
+        _Seconds(0),
+        doc="On shutdown, how long instances get to finish before they are cancelled",
+    )
 
 
 @dataclass(frozen=True)
@@ -263,11 +416,21 @@ class Config:
     """The whole configuration. ``source`` names the file it came from; ``warnings`` are
     human-readable problems that do not stop the bridge (the CLI logs them)."""
 
-    broker: BrokerConfig = field(default_factory=BrokerConfig)
-    channel_layer: ChannelLayerConfig = field(default_factory=ChannelLayerConfig)
-    routes: tuple[RouteConfig, ...] = ()
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    dead_letter_topic: str = "mqttbridge/dead-letter"
+    broker: BrokerConfig = section(BrokerConfig, doc="How the bridge reaches MQTT")
+    channel_layer: ChannelLayerConfig = section(
+        ChannelLayerConfig, doc="The Channels layer for publishing from Django code"
+    )
+    routes: tuple[RouteConfig, ...] = items(RouteConfig, doc="Topic patterns and consumers")
+    limits: LimitsConfig = section(LimitsConfig, doc="Bounds on memory and time")
+    dead_letter_topic: str = text(
+        "mqttbridge/dead-letter",
+        check=validate_publish_topic,
+        type="topic",
+        doc="Where the bridge publishes a JSON record of each message it rejects (too large, "
+        "not deliverable), whose handler raised, or that the application refused as bad input "
+        "(invalid JSON); see [guarantees.md](guarantees.md#the-dead-letter-record). A topic to "
+        "publish to: not empty, no `+` or `#`, no U+0000",
+    )
     source: str = "<default>"
     warnings: tuple[str, ...] = ()
 
@@ -277,12 +440,15 @@ def load_config(
     *,
     environ: Mapping[str, str] | None = None,
     import_consumers: bool = True,
+    overrides: Mapping[str, str] | None = None,
 ) -> Config:
     """Read and validate the YAML file at ``path``; raise :class:`ConfigError` if it is wrong.
 
     ``${VAR}`` references are looked up in ``environ`` (default: ``os.environ``). With
     ``import_consumers=False`` routes' consumers are not imported: set Django up first, then
-    call :func:`resolve_consumers` (consumer modules often import models).
+    call :func:`resolve_consumers` (consumer modules often import models). ``overrides`` maps
+    key paths that have a command-line option (``"broker.url"``) to the option's value, which
+    is read and checked as the file's would be; its errors name the option.
     """
     source = os.fspath(path)
     try:
@@ -292,7 +458,9 @@ def load_config(
         raise ConfigError("file not found", source=source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", source=source) from exc
-    return parse_config(text, source, environ=environ, import_consumers=import_consumers)
+    return parse_config(
+        text, source, environ=environ, import_consumers=import_consumers, overrides=overrides
+    )
 
 
 def parse_config(
@@ -301,8 +469,10 @@ def parse_config(
     *,
     environ: Mapping[str, str] | None = None,
     import_consumers: bool = True,
+    overrides: Mapping[str, str] | None = None,
 ) -> Config:
-    """Validate YAML ``text``; ``source`` is the name errors give for it. Empty means defaults."""
+    """Validate YAML ``text``; ``source`` is the name errors give for it. Empty means defaults.
+    ``overrides`` are as for :func:`load_config`."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -314,7 +484,8 @@ def parse_config(
         raise ConfigError(f"invalid YAML: {problem}", source=source, line=line) from exc
     except yaml.YAMLError as exc:  # ReaderError: bytes that are not printable text
         raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
-    reader = _Reader(source, os.environ if environ is None else environ, import_consumers)
+    environ = os.environ if environ is None else environ
+    reader = _Reader(source, environ, import_consumers, overrides)
     return reader.read(root)
 
 
@@ -342,9 +513,9 @@ def resolve_consumers(config: Config) -> Config:
     return replace(config, routes=tuple(routes))
 
 
-def default_config() -> Config:
+def default_config(*, overrides: Mapping[str, str] | None = None) -> Config:
     """The configuration an empty file gives: embedded broker, in-memory layer, no routes."""
-    return parse_config("", "<default>")
+    return parse_config("", "<default>", overrides=overrides)
 
 
 def import_string(path: str) -> Any:
@@ -391,21 +562,7 @@ def _no_key_password() -> str:
     raise ssl.SSLError("the private key is encrypted; give an unencrypted key file")
 
 
-# --- the schema --------------------------------------------------------------------------------
-
-_TOP_KEYS = ("broker", "channel_layer", "routes", "limits", "dead_letter_topic")
-_BROKER_KEYS = (
-    "url", "listen", "allow_anonymous", "users", "client_id", "username", "password", "protocol",
-    "keepalive", "clean_start", "session_expiry", "shared_group", "tls", "reconnect",
-    "outbound_queue",
-)  # fmt: skip
-_TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure")
-_RECONNECT_KEYS = ("min_delay", "max_delay")
-_LAYER_KEYS = ("url", "publish_channel", "group_expiry")
-_ROUTE_KEYS = ("topic", "consumer", "qos")
-_LIMITS_KEYS = (
-    "max_payload_bytes", "max_instances", "idle_timeout", "queue_size", "shutdown_timeout",
-)  # fmt: skip
+# --- the reader --------------------------------------------------------------------------------
 
 
 class _AnyKey(Collection[str]):
@@ -425,7 +582,9 @@ _ANY_KEY = _AnyKey()
 
 
 class _Reader(_NodeReader):
-    """Walks the composed node tree with the schema in hand, turning nodes into dataclasses.
+    """Walks the composed node tree with the declarations in hand, turning nodes into
+    dataclasses: ``read_settings`` reads the declared keys of a section, and one small method
+    per section adds the rules that span its keys.
 
     A wrong value is recorded and its default stands in, so the whole file is read and every
     mistake reported at once; ``read`` raises them together at the end.
@@ -434,26 +593,62 @@ class _Reader(_NodeReader):
     error_type = ConfigError
 
     def __init__(
-        self, source: str, environ: Mapping[str, str], import_consumers: bool = True
+        self,
+        source: str,
+        environ: Mapping[str, str],
+        import_consumers: bool = True,
+        overrides: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(source, environ)
         # Off when Django must be set up between parsing and importing (resolve_consumers).
         self.import_consumers = import_consumers
         self.warnings: list[str] = []
+        for path, given in (overrides or {}).items():
+            parent, _, key = path.rpartition(".")
+            self.given.setdefault(parent, {})[key] = _Given(given, _flag(path))
 
     def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
+        if isinstance(node, _Given):
+            return ConfigError(message, source="command line", key=node.where)
         return ConfigError(message, source=self.source, line=_line(node), key=key)
+
+    def section(self, parent: _Section, key: str, cls: type) -> _Section:
+        return parent.child(key, keys_of(cls))
+
+    def read_settings(self, s: _Section, cls: type) -> dict[str, Any]:
+        """The value of each declared key of ``cls`` that is a single value, its default where
+        the key is missing or wrong (``s.failed`` says which)."""
+        values = {}
+        for declared_field, declared in settings_of(cls):
+            if declared.kind in (Kind.VALUE, Kind.TEXT):
+                values[declared_field.name] = self.read_setting(s, declared_field, declared)
+        return values
+
+    def read_setting(self, s: _Section, declared_field: Field[Any], declared: Setting) -> Any:
+        name = declared_field.name
+        if declared.convert is not None:
+            return s.get(name, declared_field.default, declared.convert)
+        if declared.required:
+            written = s.required_text(name)
+        elif declared_field.default is None:
+            written = s.optional_text(name)
+        else:
+            assert isinstance(declared_field.default, str)  # text() allows only these
+            written = s.text(name, declared_field.default)
+        if written is not None and declared.check is not None:
+            s.validate(name, declared.check, written)
+        return written
 
     # --- sections ------------------------------------------------------------------------------
 
     def read(self, root: yaml.Node | None) -> Config:
-        top = _Section(self, root, "", _TOP_KEYS)
-        broker = self.read_broker(top.child("broker", _BROKER_KEYS))
-        layer = self.read_channel_layer(top.child("channel_layer", _LAYER_KEYS))
+        top = _Section(self, root, "", keys_of(Config))
+        broker = self.read_broker(self.section(top, "broker", BrokerConfig))
+        layer = self.read_channel_layer(self.section(top, "channel_layer", ChannelLayerConfig))
         routes = self.read_routes(top.nodes.get("routes"))
-        limits = self.read_limits(top.child("limits", _LIMITS_KEYS))
-        dead_letter = top.text("dead_letter_topic", "mqttbridge/dead-letter")
-        top.validate("dead_letter_topic", validate_publish_topic, dead_letter)
+        limits_section = self.section(top, "limits", LimitsConfig)
+        limits = LimitsConfig(**self.read_settings(limits_section, LimitsConfig))
+        values = self.read_settings(top, Config)
         if self.errors:
             raise ConfigError.combine([e for e in self.errors if isinstance(e, ConfigError)])
         return Config(
@@ -461,119 +656,103 @@ class _Reader(_NodeReader):
             channel_layer=layer,
             routes=routes,
             limits=limits,
-            dead_letter_topic=dead_letter,
             source=self.source,
             warnings=tuple(self.warnings),
+            **values,
         )
 
     def read_broker(self, s: _Section) -> BrokerConfig:
-        url = s.text("url", "embedded")
-        if s.validate("url", _parse_broker_url, url) is None:
-            url = "embedded"  # stands in, so that the rest of the section is still read
-        scheme, host, port, _ = _parse_broker_url(url)
-        embedded = scheme == "embedded"
+        values = self.read_settings(s, BrokerConfig)
+        if "url" in s.failed:
+            values["url"] = "embedded"  # stands in, so that the rest of the section is still read
+        if "listen" in s.failed:
+            values["listen"] = EMBEDDED_LISTEN  # stands in, as url's does
+        # amqtt, the embedded broker, speaks MQTT 3.1.1 only.
+        embedded = values["url"] == "embedded"
+        if embedded and (not s.given("protocol") or "protocol" in s.failed):
+            values["protocol"] = "3.1.1"
+        values["users"] = self.read_users(s.child("users", _ANY_KEY))
+        self.check_broker_url(values["url"])
+        if embedded:
+            self.check_embedded(s, values)
+        self.check_session(s, values)
+        self.check_credentials(s, values)
+        # With a wrong url, which TLS keys fit is unknown: read them without judging.
+        scheme, host, _, _ = _parse_broker_url(values["url"])
+        known_scheme = None if "url" in s.failed else scheme
+        tls = self.read_tls(self.section(s, "tls", TLSConfig), known_scheme, host)
+        reconnect = self.read_reconnect(self.section(s, "reconnect", ReconnectConfig))
+        return BrokerConfig(tls=tls, reconnect=reconnect, **values)
+
+    def check_broker_url(self, url: str) -> None:
+        scheme, _, port, _ = _parse_broker_url(url)
         expected = _WELL_KNOWN_SCHEMES.get(port)
         if expected is not None and scheme in ("mqtt", "mqtts") and scheme != expected:
-            # Caught at run time too (bridge/_connect_errors.py), but `check` can say it first.
+            # Caught at run time too (mqttbridge.mqtt.connect_errors), but `check` says it first.
             self.warnings.append(
                 f"broker.url: port {port} is the port for {expected}://, not {scheme}://; "
                 f"use {expected}:// unless the broker is set up otherwise"
             )
-        listen = s.text("listen", EMBEDDED_LISTEN)
-        if s.validate("listen", _parse_listen, listen) is None:
-            listen = EMBEDDED_LISTEN  # stands in, as url's does
-        listen_host, listen_port = _parse_listen(listen)
-        # Ignored unless embedded, not refused: one file often switches between the embedded
-        # broker and a remote one through ${MQTTBRIDGE_BROKER:-embedded}.
-        allow_anonymous = s.get("allow_anonymous", None, _optional_boolean)
-        users = self.read_users(s.child("users", _ANY_KEY))
-        if embedded:
-            problem = _embedded_access_problem(
-                listen_host, listen_port, allow_anonymous, bool(users)
-            )
-            if problem is not None:
-                key, message = problem
-                s.reject(
-                    key.removeprefix("broker."),
-                    message,
-                    involving=("url", "listen", "allow_anonymous", "users"),
-                )
 
-        # amqtt, the embedded broker, speaks MQTT 3.1.1 only.
-        protocol = s.get("protocol", "3.1.1" if embedded else "5", _protocol)
-        if embedded and protocol != "3.1.1":
+    def check_embedded(self, s: _Section, values: dict[str, Any]) -> None:
+        # allow_anonymous and users are ignored unless embedded, not refused: one file often
+        # switches between the embedded broker and a remote one through ${MQTTBRIDGE_BROKER}.
+        host, port = _parse_listen(values["listen"])
+        problem = _embedded_access_problem(
+            host, port, values["allow_anonymous"], bool(values["users"])
+        )
+        if problem is not None:
+            key, message = problem
+            s.reject(
+                key.removeprefix("broker."),
+                message,
+                involving=("url", "listen", "allow_anonymous", "users"),
+            )
+        if values["protocol"] != "3.1.1":
             s.reject(
                 "protocol",
                 "the embedded broker speaks MQTT 3.1.1 only; use '3.1.1'",
                 involving=("url",),
             )
-        keepalive = s.get("keepalive", 30, _integer(5, 65535))
-        clean_start = s.get("clean_start", True, _boolean)
-        session_expiry = s.get("session_expiry", 0, _integer(0, _SESSION_EXPIRY_MAX))
-        if session_expiry and protocol != "5":
+
+    def check_session(self, s: _Section, values: dict[str, Any]) -> None:
+        protocol = values["protocol"]
+        if values["session_expiry"] and protocol != "5":
             s.reject(
                 "session_expiry",
                 "only MQTT 5 has a session expiry; set protocol: '5'",
                 involving=("protocol", "url"),
             )
-
-        client_id = s.optional_text("client_id")
-        if client_id is not None:
-            s.validate("client_id", _check_client_id, client_id)
-        elif clean_start:
-            client_id = _generate_client_id()
-        else:
-            s.reject(
-                "clean_start",
-                "false needs a broker.client_id: the broker keeps the session under that id, "
-                "and a generated one would differ on every start",
-                involving=("client_id",),
-            )
-        if not clean_start and protocol == "5" and session_expiry == 0:
+        if values["client_id"] is None:
+            if values["clean_start"]:
+                values["client_id"] = generate_client_id()
+            else:
+                s.reject(
+                    "clean_start",
+                    "false needs a broker.client_id: the broker keeps the session under that "
+                    "id, and a generated one would differ on every start",
+                    involving=("client_id",),
+                )
+        if not values["clean_start"] and protocol == "5" and values["session_expiry"] == 0:
             self.warnings.append(
                 "broker.clean_start is false but broker.session_expiry is 0: with MQTT 5 the "
                 "broker drops the session when the connection closes; set session_expiry"
             )
 
-        username = s.optional_text("username")
-        password = s.optional_text("password")
-        if password is not None and username is None and protocol == "3.1.1":
+    def check_credentials(self, s: _Section, values: dict[str, Any]) -> None:
+        username, password = values["username"], values["password"]
+        if password is not None and username is None and values["protocol"] == "3.1.1":
             s.reject(
                 "password",
                 "MQTT 3.1.1 sends a password only with a broker.username",
                 involving=("username", "protocol", "url"),
             )
+        scheme, host, _, _ = _parse_broker_url(values["url"])
         credentials = username is not None or password is not None
-        if credentials and scheme in ("mqtt", "ws") and not _is_loopback(host):
+        if credentials and scheme in ("mqtt", "ws") and not is_loopback(host):
             what = "password" if password is not None else "username"
             secure = "mqtts" if scheme == "mqtt" else "wss"
             self.warnings.append(f"{what} sent in clear text to {host}; use {secure}://")
-
-        shared_group = s.optional_text("shared_group")
-        if shared_group is not None:
-            s.validate("shared_group", _check_shared_group, shared_group)
-
-        # With a wrong url, which TLS keys fit is unknown: read them without judging.
-        known_scheme = None if "url" in s.failed else scheme
-        tls = self.read_tls(s.child("tls", _TLS_KEYS), known_scheme, host)
-        reconnect = self.read_reconnect(s.child("reconnect", _RECONNECT_KEYS))
-        return BrokerConfig(
-            url=url,
-            listen=listen,
-            allow_anonymous=allow_anonymous,
-            users=users,
-            client_id=client_id,
-            username=username,
-            password=password,
-            protocol=protocol,
-            keepalive=keepalive,
-            clean_start=clean_start,
-            session_expiry=session_expiry,
-            shared_group=shared_group,
-            tls=tls,
-            reconnect=reconnect,
-            outbound_queue=s.get("outbound_queue", 10000, _integer(1)),
-        )
 
     def read_users(self, s: _Section) -> dict[str, str]:
         users = {}
@@ -588,17 +767,12 @@ class _Reader(_NodeReader):
         return users
 
     def read_tls(self, s: _Section, scheme: str | None, host: str) -> TLSConfig:
-        tls = TLSConfig(
-            ca_file=s.optional_text("ca_file"),
-            cert_file=s.optional_text("cert_file"),
-            key_file=s.optional_text("key_file"),
-            insecure=s.get("insecure", False, _boolean),
-        )
+        tls = TLSConfig(**self.read_settings(s, TLSConfig))
         if scheme is None:
             return tls
         if scheme not in _TLS_SCHEMES:
             # Null values are fine: one file can serve mqtt:// and mqtts:// through ${VARS}.
-            for key in _TLS_KEYS:
+            for key in keys_of(TLSConfig):
                 if getattr(tls, key):
                     s.reject(key, "only used with mqtts:// or wss:// URLs")
             return tls
@@ -610,13 +784,21 @@ class _Reader(_NodeReader):
                 s.reject(key, f"file not found: {path!r}")
         if s.failed:
             return tls  # loading files that are missing or wrong would only repeat the error
-        # Load the files now, so that unreadable certificates or a key that does not match its
+        self.load_tls_files(s, tls)
+        if tls.insecure:
+            self.warnings.append(
+                f"TLS certificate verification is disabled for {host} (broker.tls.insecure)"
+            )
+        return tls
+
+    def load_tls_files(self, s: _Section, tls: TLSConfig) -> None:
+        # Loaded now, so that unreadable certificates or a key that does not match its
         # certificate are reported with their line instead of at the first connection attempt.
         try:
             context = ssl.create_default_context(cafile=tls.ca_file)
         except (OSError, ssl.SSLError) as exc:
             s.reject("ca_file", f"cannot load CA certificates: {_ssl_reason(exc)}")
-            return tls
+            return
         if tls.cert_file is not None:
             try:
                 context.load_cert_chain(tls.cert_file, tls.key_file, _no_key_password)
@@ -626,57 +808,39 @@ class _Reader(_NodeReader):
                     s.reject("key_file", f"cannot use this key: {reason}")
                 else:
                     s.reject("cert_file", f"cannot load certificate: {reason}")
-        if tls.insecure:
-            self.warnings.append(
-                f"TLS certificate verification is disabled for {host} (broker.tls.insecure)"
-            )
-        return tls
 
     def read_reconnect(self, s: _Section) -> ReconnectConfig:
-        min_delay = s.get("min_delay", 0.5, _seconds(0, exclusive=True))
-        max_delay = s.get("max_delay", 30.0, _seconds(0, exclusive=True))
-        if max_delay < min_delay:
+        reconnect = ReconnectConfig(**self.read_settings(s, ReconnectConfig))
+        if reconnect.max_delay < reconnect.min_delay:
             if s.given("max_delay"):
                 s.reject(
                     "max_delay",
-                    f"must be at least min_delay ({min_delay:g})",
+                    f"must be at least min_delay ({reconnect.min_delay:g})",
                     involving=("min_delay",),
                 )
             else:
-                s.reject("min_delay", f"must be at most max_delay ({max_delay:g})")
-        return ReconnectConfig(min_delay=min_delay, max_delay=max_delay)
+                s.reject("min_delay", f"must be at most max_delay ({reconnect.max_delay:g})")
+        return reconnect
 
     def read_channel_layer(self, s: _Section) -> ChannelLayerConfig:
-        url = s.text("url", "memory://")
-        s.validate("url", _parse_layer_url, url)
-        channel = s.text("publish_channel", "mqtt.publish")
-        s.validate("publish_channel", _check_channel_name, channel)
-        return ChannelLayerConfig(
-            url=url,
-            publish_channel=channel,
-            group_expiry=s.get("group_expiry", 86400, _integer(1)),
-            url_given=s.given("url"),
-        )
+        values = self.read_settings(s, ChannelLayerConfig)
+        return ChannelLayerConfig(url_given=s.given("url"), **values)
 
     def read_routes(self, node: yaml.Node | None) -> tuple[RouteConfig, ...]:
         routes = []
         no_items: list[yaml.Node] = []
         items = self.recover(lambda: self.sequence(node, "routes"), no_items)
         for index, item in enumerate(items):
-            s = _Section(self, item, f"routes[{index}]", _ROUTE_KEYS)
-            topic = s.required_text("topic")
-            if topic is not None:
-                s.validate("topic", compile_pattern, topic)
-            consumer = s.required_text("consumer")
+            s = _Section(self, item, f"routes[{index}]", keys_of(RouteConfig))
+            values = self.read_settings(s, RouteConfig)
             consumer_class = None
-            if consumer is not None and self.import_consumers:
-                consumer_class = s.validate("consumer", _consumer_class, consumer)
-            qos = s.get("qos", 1, _qos)
+            if values["consumer"] is not None and self.import_consumers:
+                consumer_class = s.validate("consumer", _consumer_class, values["consumer"])
             routes.append(
                 RouteConfig(
-                    topic or "",
-                    consumer or "",
-                    qos,
+                    values["topic"] or "",
+                    values["consumer"] or "",
+                    values["qos"],
                     _line(item) or 0,
                     consumer_class=consumer_class,
                     topic_line=_line(s.nodes.get("topic")) or 0,
@@ -685,14 +849,12 @@ class _Reader(_NodeReader):
             )
         return tuple(routes)
 
-    def read_limits(self, s: _Section) -> LimitsConfig:
-        return LimitsConfig(
-            max_payload_bytes=s.get("max_payload_bytes", 262144, _integer(1, _PACKET_MAX)),
-            max_instances=s.get("max_instances", 10000, _integer(1)),
-            idle_timeout=s.get("idle_timeout", 300.0, _seconds(0, exclusive=True)),
-            queue_size=s.get("queue_size", 1000, _integer(1)),
-            shutdown_timeout=s.get("shutdown_timeout", 10.0, _seconds(0)),
-        )
+
+def _flag(path: str) -> str:
+    for key, flag in flags(Config):
+        if key == path:
+            return flag.name
+    raise ValueError(f"no command-line option overrides {path!r}")
 
 
 def _ssl_reason(exc: OSError) -> str:

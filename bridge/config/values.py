@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mqttbridge.config.yaml_reader import _render
+from mqttbridge.protocol.events import is_qos
 
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883, "ws": 80, "wss": 443}
 _TLS_SCHEMES = ("mqtts", "wss")
@@ -117,12 +118,14 @@ def _valid_host(host: str) -> bool:
     return True
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine: ``localhost`` or a loopback address. Host names are
+    not resolved: a security decision must not hang on DNS."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: we do not resolve it to decide on security
+    except ValueError:
         return False
 
 
@@ -138,7 +141,7 @@ def _embedded_access_problem(
     one verdict for ``check`` and ``run``.
     """
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if allow_anonymous is None and not has_users and not _is_loopback(host):
+    if allow_anonymous is None and not has_users and not is_loopback(host):
         loopback = f"[::1]:{port}" if ":" in host else f"127.0.0.1:{port}"
         return "broker.listen", (
             f"{where} is not a loopback address, and without broker.users the embedded broker "
@@ -156,11 +159,12 @@ def _embedded_access_problem(
 def _embedded_allows_anonymous(host: str, allow_anonymous: bool | None, has_users: bool) -> bool:
     """Whether clients without a username get in: by default only on loopback without users."""
     if allow_anonymous is None:
-        return not has_users and _is_loopback(host)
+        return not has_users and is_loopback(host)
     return allow_anonymous
 
 
-def _generate_client_id() -> str:
+def generate_client_id() -> str:
+    """``mqttbridge-<hostname>-<8 hex digits>``: readable in broker logs, new on every call."""
     # Some brokers limit client ids to [0-9A-Za-z-]; keep the host part within that.
     hostname = socket.gethostname().split(".")[0]
     hostname = re.sub(r"[^0-9A-Za-z-]", "-", hostname)[:32] or "host"
@@ -198,6 +202,6 @@ def _protocol(value: Any) -> str:
 
 
 def _qos(value: Any) -> int:
-    if isinstance(value, bool) or value not in (0, 1, 2):
+    if not is_qos(value):
         raise ValueError(f"expected 0, 1 or 2, got {_render(value)}")
     return int(value)

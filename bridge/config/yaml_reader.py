@@ -56,27 +56,40 @@ def _check_range(
         raise ValueError(f"must be at least {minimum}, got {_render(value)}")
 
 
-def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
+class _Integer:
+    """An integer from ``minimum`` to ``maximum`` (no upper bound if ``None``)."""
+
+    def __init__(self, minimum: int, maximum: int | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        if maximum is None:
+            self.description = f"integer, ≥ {minimum}"
+        else:
+            self.description = f"integer, {minimum}–{maximum}"
+
+    def __call__(self, value: Any) -> int:
         # bool is an int subclass, but `keepalive: true` is a mistake, not 1.
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {_render(value)}")
-        _check_range(value, minimum, maximum)
+        _check_range(value, self.minimum, self.maximum)
         return value
 
-    return convert
 
+class _Seconds:
+    """A finite number of seconds, at least ``minimum`` (greater, if ``exclusive``)."""
 
-def _seconds(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float]:
-    def convert(value: Any) -> float:
+    def __init__(self, minimum: float, *, exclusive: bool = False) -> None:
+        self.minimum = minimum
+        self.exclusive = exclusive
+        self.description = f"seconds, {'>' if exclusive else '≥'} {minimum:g}"
+
+    def __call__(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"expected a number of seconds, got {_render(value)}")
         if not math.isfinite(value):
             raise ValueError(f"expected a finite number of seconds, got {_render(value)}")
-        _check_range(value, minimum, exclusive=exclusive)
+        _check_range(value, self.minimum, exclusive=self.exclusive)
         return float(value)
-
-    return convert
 
 
 def _boolean(value: Any) -> bool:
@@ -103,7 +116,18 @@ _VARIABLE = re.compile(
 
 
 def _line(node: yaml.Node | None) -> int | None:
-    return None if node is None else node.start_mark.line + 1
+    if node is None or node.start_mark is None:
+        return None
+    return int(node.start_mark.line) + 1
+
+
+class _Given(yaml.ScalarNode):
+    """A string given outside the file, on the command line: read as the file's values are,
+    but without ``${VAR}`` substitution (the shell has done that) and without a line."""
+
+    def __init__(self, text: str, where: str) -> None:
+        super().__init__(_STR, text, style='"')
+        self.where = where  # what errors name instead of file and line: the flag
 
 
 def _short_tag(tag: str) -> str:
@@ -132,6 +156,8 @@ class _NodeReader(ABC):
         # Every problem found so far: a file is read to the end so that all of its mistakes
         # are reported at once, not one per run.
         self.errors: list[Exception] = []
+        # Section path -> key -> a value given on the command line, which wins over the file's.
+        self.given: dict[str, dict[str, _Given]] = {}
 
     @abstractmethod
     def error(self, node: yaml.Node | None, key: str, message: str) -> Exception:
@@ -224,6 +250,9 @@ class _NodeReader(ABC):
         return _Scalar(value, text)
 
     def substitute(self, node: yaml.ScalarNode, key: str) -> str:
+        if isinstance(node, _Given):
+            return str(node.value)
+
         def replace(match: re.Match[str]) -> str:
             if match.group() == "$${":
                 return "${"
@@ -271,6 +300,7 @@ class _Section:
         self.nodes = reader.recover(lambda: reader.mapping(node, path, keys), no_nodes)
         if len(reader.errors) > before:
             self.failed.add("")  # the section itself, or one of its keys, is wrong
+        self.nodes.update(reader.given.get(path, {}))
 
     def child(self, key: str, keys: Collection[str]) -> _Section:
         return _Section(self.reader, self.nodes.get(key), _join(self.path, key), keys)

@@ -17,6 +17,7 @@ from mqttbridge.protocol.topics import TopicError, validate_filter, validate_pub
 __all__ = [
     "InvalidEvent",
     "Publish",
+    "is_qos",
     "validate_dead_letter",
     "validate_publish",
     "validate_qos",
@@ -37,10 +38,18 @@ class Publish:
     properties: Properties | None
 
 
+def is_qos(value: Any) -> bool:
+    """Whether ``value`` is an MQTT QoS level: the int 0, 1 or 2 (not ``True``, not ``1.0``).
+
+    The one test of a QoS, for events, Python routes and the config file alike; each words
+    its own message around it."""
+    return type(value) is int and value in (0, 1, 2)
+
+
 def validate_qos(qos: Any, what: str = "qos") -> int:
-    if type(qos) is not int or qos not in (0, 1, 2):
+    if not is_qos(qos):
         raise InvalidEvent(f"{what} must be 0, 1 or 2, got {qos!r}")
-    return qos
+    return int(qos)
 
 
 def validate_publish(body: Any, max_payload_bytes: int) -> Publish:

@@ -338,6 +338,19 @@ def test_broker_and_client_id_flags_override_the_config(mosquitto, bridge_proces
     assert bridge.proc.wait(15) == 0
 
 
+def test_broker_flag_embedded_over_a_remote_broker_s_file_speaks_3_1_1(tmp_path, bridge_process):
+    # Replacing broker.url alone kept the protocol read for the remote broker ("5"), which the
+    # embedded broker refuses; the flag now gets the default the file's url would get.
+    path = write_config(
+        tmp_path,
+        f"broker:\n  url: mqtt://127.0.0.1:9\n  listen: 127.0.0.1:{free_port()}\n" + ROUTE_YAML,
+    )
+    bridge = bridge_process("--config", path, "--broker", "embedded")
+    bridge.wait_for("bridge ready")
+    bridge.proc.send_signal(signal.SIGTERM)
+    assert bridge.proc.wait(15) == 0
+
+
 def test_second_signal_cancels_instances_at_once(mosquitto, tmp_path, bridge_process):
     path = write_config(
         tmp_path,
@@ -372,6 +385,35 @@ def test_a_malformed_broker_flag_is_echoed_without_its_password(tmp_path, url, s
     assert status == 2
     assert err.startswith("error: command line: --broker: ") and shown in err
     assert "PA" not in out + err
+
+
+def test_check_and_run_read_the_flags_as_the_file_s_keys(tmp_path):
+    # --broker embedded over a file that opens `listen` to the network: the file's rule holds
+    # for the flag too, reported by check and by run alike, before anything starts.
+    path = write_config(
+        tmp_path, "broker:\n  url: mqtt://127.0.0.1:9\n  listen: 0.0.0.0:18830\n" + ROUTE_YAML
+    )
+    expected = f"error: {path}:3: broker.listen: 0.0.0.0:18830 is not a loopback address"
+    for command in ("check", "run"):
+        status, out, err = run_cli(command, "--config", path, "--broker", "embedded")
+        assert (status, out) == (2, ""), command
+        assert err.startswith(expected), command
+
+
+def test_a_bad_client_id_flag_is_refused_naming_the_flag(tmp_path):
+    path = write_config(tmp_path, ROUTE_YAML)
+    status, _, err = run_cli("check", "--config", path, "--client-id", "")
+    assert status == 2
+    assert err == (
+        "error: command line: --client-id: must not be empty; leave it out to have one generated\n"
+    )
+
+
+def test_check_reports_the_broker_a_flag_names(tmp_path):
+    path = write_config(tmp_path, "broker:\n  url: mqtt://127.0.0.1:9\n")
+    status, out, err = run_cli("check", "--config", path, "--broker", "embedded")
+    assert (status, err) == (0, "")
+    assert out == f"{path}: OK — broker embedded, 0 routes, channel layer memory://\n"
 
 
 def test_run_exits_1_with_one_line_when_the_broker_wants_a_client_certificate(

@@ -1169,7 +1169,8 @@ def test_invalid_topic_pattern_is_reported_at_the_topic_line() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "got"), [("3", "3"), ("-1", "-1"), ("true", "true"), ("high", "'high'")]
+    ("value", "got"),
+    [("3", "3"), ("-1", "-1"), ("true", "true"), ("high", "'high'"), ("1.0", "1.0")],
 )
 def test_route_qos_must_be_0_1_or_2(value: str, got: str) -> None:
     text = "routes:\n  - topic: a/b\n    consumer: tests.config_targets:ExampleConsumer\n"
@@ -1332,3 +1333,46 @@ def test_several_errors_survive_pickling() -> None:
         load("broker:\n  keepalive: x\n  clean_start: 3\n")
     copy = pickle.loads(pickle.dumps(info.value))
     assert str(copy) == str(info.value) and len(copy.errors) == 2
+
+
+# --- command-line overrides --------------------------------------------------------------------
+
+
+def test_an_override_is_read_as_the_file_s_value_and_wins() -> None:
+    text = "broker:\n  url: mqtt://127.0.0.1:1883\n  client_id: from-file\n"
+    config = parse_config(text, "c.yaml", overrides={"broker.client_id": "gw-7"})
+    assert (config.broker.url, config.broker.client_id) == ("mqtt://127.0.0.1:1883", "gw-7")
+
+
+def test_a_broker_override_picks_the_protocol_its_url_would_in_the_file() -> None:
+    # The embedded broker speaks 3.1.1 only: replacing url alone kept a remote broker's "5".
+    text = "broker:\n  url: mqtt://127.0.0.1:1883\n"
+    config = parse_config(text, "c.yaml", overrides={"broker.url": "embedded"})
+    assert (config.broker.scheme, config.broker.protocol) == ("embedded", "3.1.1")
+    remote = parse_config("", overrides={"broker.url": "mqtt://127.0.0.1:1883"})
+    assert remote.broker.protocol == "5"
+
+
+def test_an_override_keeps_the_rules_that_span_keys() -> None:
+    text = "broker:\n  url: mqtt://127.0.0.1:1883\n  listen: 0.0.0.0:1883\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml", overrides={"broker.url": "embedded"})
+    assert str(info.value).startswith(
+        "c.yaml:3: broker.listen: 0.0.0.0:1883 is not a loopback address"
+    )
+
+
+def test_an_override_error_names_the_flag_and_masks_a_password() -> None:
+    overrides = {"broker.url": "mqtt//u:SECRET@h", "broker.client_id": "x" * 65536}
+    with pytest.raises(ConfigError) as info:
+        parse_config("", "c.yaml", overrides=overrides)
+    assert [str(error) for error in info.value.errors] == [
+        "command line: --broker: expected 'embedded' or an mqtt://, mqtts://, ws:// or wss:// "
+        "URL, got 'mqtt//u:***@h'",
+        "command line: --client-id: is longer than MQTT's 65535 bytes",
+    ]
+
+
+def test_an_override_is_taken_as_written_without_substitution() -> None:
+    config = parse_config("", overrides={"broker.client_id": "a${B}c"}, environ={})
+    assert config.broker.client_id == "a${B}c"
