@@ -1,7 +1,8 @@
-"""What every benchmark process shares: the JSON-lines report, the message counter, RSS.
+"""What the benchmark children share: the JSON-lines report, the message counter, peak RSS.
 
-Child processes speak to ``bench.cli`` only through ``emit`` (``harness.children``): one JSON
-object per line on stdout, ``{"event": "ready", ...}`` then ``{"event": "done", ...}``.
+Child processes speak to ``bench.cli`` only through ``emit`` (``harness.events``): one JSON
+object per line on stdout, ``{"event": "ready", ...}`` then ``{"event": "done", ...}``. Nothing
+here imports psutil or the parent's process machinery: a bridge child's memory is measured.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
+from harness.events import emit
 
-from harness.children import emit
-
-__all__ = ["Counter", "cpu_seconds", "emit", "peak_rss_kb", "percentile", "rss_kb"]
+__all__ = ["Counter", "emit", "peak_rss_kb", "percentile"]
 
 
 class Counter:
@@ -61,20 +60,9 @@ class Counter:
         return now - self.last if self.count else 0.0
 
 
-def rss_kb(pid: int) -> int:
-    """Resident memory of ``pid`` in KiB."""
-    return int(psutil.Process(pid).memory_info().rss) // 1024
-
-
 def peak_rss_kb() -> int:
     """The most this process has ever been resident, in KiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time ``pid`` has used so far."""
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -18,15 +18,16 @@ from typing import Any
 
 import psutil
 
-from bench.common import cpu_seconds
-
 __all__ = [
     "CpuAccount",
     "Row",
     "busy_fraction",
     "code_fingerprint",
+    "cpu_seconds",
     "format_table",
+    "machine_busy_seconds",
     "machine_info",
+    "rss_kb",
     "write_json",
 ]
 
@@ -130,6 +131,17 @@ def machine_info(mosquitto_binary: str | None, redis_binary: str | None) -> dict
         "mosquitto": _first_line([mosquitto_binary, "-h"]) if mosquitto_binary else "not found",
         "redis": _first_line([redis_binary, "--version"]) if redis_binary else "not found",
     }
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB."""
+    return int(psutil.Process(pid).memory_info().rss) // 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _cpu_model() -> str:

@@ -1,7 +1,8 @@
 """What the tests and the benchmarks both drive the bridge with, and neither owns.
 
 * ``processes``: Mosquitto and Redis as private children on free ports of 127.0.0.1;
-* ``children``: Python children that report in JSON lines (publishers, bridge runners);
+* ``children``: Python children that report in JSON lines (publishers, bridge runners), and
+  ``events``, the children's side of it;
 * ``wire``: just enough MQTT packet encoding for a load generator on a bare socket.
 
 A package of its own, beside ``tests/`` and ``bench/``, so that ``bench/`` never imports the

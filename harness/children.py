@@ -6,8 +6,8 @@
 
 ``expect`` raises :class:`ChildError` with the child's log tail when the event does not come
 in time or the child dies first; leaving the ``with`` block sends SIGTERM, then SIGKILL.
-A child reports with ``emit``: one JSON object per line on stdout; anything else it prints
-(logging) goes to stderr, which is kept in a log file for failure messages.
+A child reports with ``harness.events.emit``: one JSON object per line on stdout; anything else
+it prints (logging) goes to stderr, which is kept in a log file for failure messages.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["ROOT", "Child", "ChildError", "emit"]
+__all__ = ["ROOT", "Child", "ChildError"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,12 +36,6 @@ _live: set[Child] = set()
 
 class ChildError(RuntimeError):
     """A child did not report what was expected; the message says which process and why."""
-
-
-def emit(event: str, **fields: Any) -> None:
-    """Report ``event`` to the parent process (flushed at once: the parent is waiting)."""
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
 
 
 @atexit.register

@@ -11,9 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.common import rss_kb
 from bench.procs import BenchError
-from bench.report import Row
+from bench.report import Row, rss_kb
 from bench.scenarios.context import Context, log
 
 

@@ -26,9 +26,8 @@ from typing import Any
 
 import psutil
 
-from bench.common import cpu_seconds
 from bench.procs import BenchError, Child
-from bench.report import Row, machine_busy_seconds
+from bench.report import Row, cpu_seconds, machine_busy_seconds
 from bench.scenarios.context import Context, log, ratio
 
 GROUP = "7 scale-out"

@@ -21,7 +21,7 @@ import socket
 import time
 from typing import Any
 
-from harness.children import emit
+from harness.events import emit
 from harness.wire import CONNACK, PUBACK, connect_packet, packet, string, take_packet
 
 CLIENT_ID = "soak-publisher"
