@@ -19,11 +19,12 @@ $(VENV)/.test-deps: $(BIN)/mqttbridge pyproject.toml
 run: $(BIN)/mqttbridge  ## embedded broker + bridge + example routes + three simulated devices
 	$(BIN)/mqttbridge run --config config.yaml --demo
 
-test: $(VENV)/.test-deps  ## unit and integration tests (private Mosquitto and Redis processes)
-	$(BIN)/pytest -q
+test: $(VENV)/.test-deps  ## unit tests, then integration tests (private Mosquitto and Redis)
+	$(BIN)/pytest -q -m "not integration"
+	$(BIN)/pytest -q -m integration
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check bridge consumers devices tests bench
+	$(BIN)/ruff check bridge consumers devices tests bench harness
 	rm -rf build/typecheck && mkdir -p build/typecheck
 	cp -as $(CURDIR)/bridge build/typecheck/mqttbridge
 	cp -as $(CURDIR)/consumers build/typecheck/mqttbridge/consumers

@@ -12,8 +12,9 @@ Modes:
 * ``layer``: no routes; only the channel-layer intake (publish from another process).
 
 The configuration is YAML text given to ``mqttbridge.config.parse_config``, as a user would write
-it. Emits ``ready`` (with the pid, for /proc) once ``server.ready`` is set, and ``done`` when
-``--count`` messages were handled; runs until SIGTERM, or stops itself with ``--exit-when-done``.
+it. Emits ``ready`` (with the pid, to read its memory and CPU) once ``server.ready`` is set, and
+``done`` when ``--count`` messages were handled; runs until SIGTERM, or stops itself with
+``--exit-when-done``.
 ``--profile FILE`` runs cProfile from ready to done only, so start-up is not in it.
 """
 
@@ -28,7 +29,7 @@ import sys
 import time
 from typing import Any
 
-from bench.common import emit
+from bench.common import emit, peak_rss_kb
 
 ROUTES = {
     "count": ("bench/{device_id}/data", "bench.consumers:CountingConsumer"),
@@ -96,6 +97,7 @@ async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> No
             "done",
             **counter.result(complete=complete),
             instances=len(server.instances),
+            peak_kb=peak_rss_kb(),
             server_stats=dict(server.stats),
             client_stats=client_stats,
         )

@@ -2,9 +2,9 @@
 
 Scenarios: throughput (QoS 0: raw paho, bridge, mqttasgi, mqttasgi app under the bridge),
 qos1, roundtrip, memory, layer (publish from another process over Redis), profile. With none
-named, all of these run, in that order. Only when named: soak (100,000 QoS 1 messages through
-bridge SIGKILLs and broker restarts, about 2 minutes) and scaleout (one bridge against two in a
-shared subscription group). ``--quick`` is a smoke run with small counts (under a minute).
+named, all of these run, in that order. Only when named: scaleout (one bridge against two in a
+shared subscription group). ``--quick`` is a smoke run with small counts (under a minute). The
+soak (QoS 1 through bridge SIGKILLs and broker restarts) is a test: tests/soak/test_soak.py.
 
 One private Mosquitto (and Redis, for ``layer`` and ``memory``) on free ports of 127.0.0.1,
 never the shared brokers on 1883/6379; every process is stopped on the way out.
@@ -31,7 +31,7 @@ from bench.report import (
     write_json,
 )
 from bench.scenarios import ON_REQUEST, SCENARIOS, Context, Sizes
-from tests.services import MosquittoProcess, RedisProcess, ServiceBinaryNotFound, find_binary
+from harness.processes import MosquittoProcess, RedisProcess, ServiceBinaryNotFound, find_binary
 
 __all__ = ["main"]
 

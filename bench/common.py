@@ -1,27 +1,21 @@
-"""What every benchmark process shares: the JSON-lines report, the message counter, RSS.
+"""What the benchmark children share: the JSON-lines report, the message counter, peak RSS.
 
-Child processes speak to ``bench.cli`` only through ``emit``: one JSON object per line on
-stdout, ``{"event": "ready", ...}`` then ``{"event": "done", ...}``. Anything else they print
-(logging) goes to stderr, which the parent keeps in a log file for failure messages.
+Child processes speak to ``bench.cli`` only through ``emit`` (``harness.events``): one JSON
+object per line on stdout, ``{"event": "ready", ...}`` then ``{"event": "done", ...}``. Nothing
+here imports psutil or the parent's process machinery: a bridge child's memory is measured.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import sys
+import resource
 import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Counter", "cpu_seconds", "emit", "percentile", "rss_kb"]
+from harness.events import emit
 
-
-def emit(event: str, **fields: Any) -> None:
-    """Report ``event`` to the parent process (flushed at once: the parent is waiting)."""
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
+__all__ = ["Counter", "emit", "peak_rss_kb", "percentile"]
 
 
 class Counter:
@@ -66,21 +60,9 @@ class Counter:
         return now - self.last if self.count else 0.0
 
 
-def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    """Resident memory of ``pid`` in KiB, from /proc/<pid>/status (``VmHWM`` for the peak)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise ValueError(f"no {field} in /proc/{pid}/status")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time ``pid`` has used so far, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as stat:
-        # The command name (field 2) may contain spaces; utime and stime follow its ")".
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def peak_rss_kb() -> int:
+    """The most this process has ever been resident, in KiB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

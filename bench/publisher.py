@@ -25,52 +25,15 @@ import time
 from typing import Any
 
 from bench.common import emit
+from harness.wire import CONNACK, PUBACK, connect_packet, packet, string, take_packet
 
 PAYLOAD = b'{"temperature": 21.5, "humidity": 40}'
 _BATCH = 1000
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _packet(first: int, body: bytes) -> bytes:
-    return bytes([first]) + _varint(len(body)) + body
-
-
-def _string(text: str | bytes) -> bytes:
-    data = text.encode() if isinstance(text, str) else text
-    return len(data).to_bytes(2, "big") + data
-
-
 def encode_publish(topic: bytes, payload: bytes, qos: int, mid: int, v5: bool) -> bytes:
-    body = _string(topic) + (mid.to_bytes(2, "big") if qos else b"") + (b"\x00" if v5 else b"")
-    return _packet(0x30 | (qos << 1), body + payload)
-
-
-def take_packet(buf: bytes) -> tuple[tuple[int, bytes] | None, bytes]:
-    """Split one whole MQTT packet, ``(type, body)``, off the front of ``buf``; ``None`` and
-    ``buf`` unchanged when it is not all there yet."""
-    if len(buf) < 2:
-        return None, buf
-    length, shift, pos = 0, 0, 1
-    while True:
-        if pos >= len(buf):
-            return None, buf
-        byte = buf[pos]
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        pos += 1
-        if not byte & 0x80:
-            break
-    if len(buf) < pos + length:
-        return None, buf
-    return (buf[0] & 0xF0, buf[pos : pos + length]), buf[pos + length :]
+    body = string(topic) + (mid.to_bytes(2, "big") if qos else b"") + (b"\x00" if v5 else b"")
+    return packet(0x30 | (qos << 1), body + payload)
 
 
 class RawConnection:
@@ -83,12 +46,9 @@ class RawConnection:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.v5 = v5
         self.buf = b""
-        variable = _string("MQTT") + bytes([5 if v5 else 4, 0x02]) + (60).to_bytes(2, "big")
-        if v5:
-            variable += b"\x00"  # no CONNECT properties
-        self.sock.sendall(_packet(0x10, variable + _string(client_id)))
+        self.sock.sendall(connect_packet(client_id, v5=v5))
         kind, body = self.read_packet()
-        if kind != 0x20 or body[1] != 0:
+        if kind != CONNACK or body[1] != 0:
             raise ConnectionError(f"CONNACK refused: packet {kind:#x} {body!r}")
         self.sock.settimeout(None)
 
@@ -120,7 +80,7 @@ class RawConnection:
         self.buf += chunk
         acks = 0
         while (parsed := self._parse()) is not None:
-            acks += parsed[0] == 0x40
+            acks += parsed[0] == PUBACK
         return acks
 
     def close(self) -> None:

@@ -16,15 +16,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds
+import psutil
 
 __all__ = [
     "CpuAccount",
     "Row",
     "busy_fraction",
     "code_fingerprint",
+    "cpu_seconds",
     "format_table",
+    "machine_busy_seconds",
     "machine_info",
+    "rss_kb",
     "write_json",
 ]
 
@@ -112,23 +115,12 @@ def _version(dist: str) -> str:
 
 
 def machine_info(mosquitto_binary: str | None, redis_binary: str | None) -> dict[str, Any]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
+        "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)),
-        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "paho-mqtt": _version("paho-mqtt"),
@@ -141,11 +133,38 @@ def machine_info(mosquitto_binary: str | None, redis_binary: str | None) -> dict
     }
 
 
+def rss_kb(pid: int) -> int:
+    """Resident memory of ``pid`` in KiB."""
+    return int(psutil.Process(pid).memory_info().rss) // 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def _cpu_model() -> str:
+    # psutil has no processor name; platform.processor() is empty on Linux.
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def machine_busy_seconds() -> float:
+    """Busy CPU seconds of the whole machine so far, all cores: as ``psutil.cpu_percent``
+    counts busy, without idle and iowait, and without guest time (already in user time)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - t.iowait - t.guest - t.guest_nice)
+
+
 class CpuAccount:
     """How much of the machine other processes took while we measured.
 
-    System-wide busy time (/proc/stat) minus what this run used: this process, its reaped
-    children (os.times) and the long-lived services (their /proc/<pid>/stat). Children still
+    System-wide busy time minus what this run used: this process, its reaped children
+    (os.times) and the long-lived services (their CPU times). Children still
     running are not counted, so take ``foreign_share`` only when a scenario's children are
     gone. Kernel time spent on loopback traffic is not always charged to a process, so a quiet
     machine reads a few percent.
@@ -157,14 +176,12 @@ class CpuAccount:
         self._start = self._sample()
 
     def _sample(self) -> tuple[float, float, float]:
-        with open("/proc/stat") as stat:
-            values = [int(v) for v in stat.readline().split()[1:]]
-        busy = (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+        busy = machine_busy_seconds()
         t = os.times()
         ours = t.user + t.system + t.children_user + t.children_system
         for pid in self.service_pids:
             # A stopped service's time is in children_* already.
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(psutil.Error):
                 ours += cpu_seconds(pid)
         return time.monotonic(), busy, ours
 
@@ -178,18 +195,8 @@ class CpuAccount:
 
 
 def busy_fraction(seconds: float = 1.0) -> float:
-    """How busy all CPUs are (0..1) over ``seconds``, from /proc/stat: others' load skews us."""
-
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat") as stat:
-            values = [int(v) for v in stat.readline().split()[1:]]
-        idle = values[3] + values[4]  # idle + iowait
-        return sum(values) - idle, sum(values)
-
-    busy0, total0 = sample()
-    time.sleep(seconds)
-    busy1, total1 = sample()
-    return (busy1 - busy0) / max(total1 - total0, 1)
+    """How busy all CPUs are (0..1) over ``seconds``: others' load skews us."""
+    return float(psutil.cpu_percent(interval=seconds)) / 100
 
 
 def code_fingerprint(root: Path) -> str:

@@ -38,7 +38,7 @@ async def test_invalid_publish_fails_the_test_with_the_bridges_message():
     )
     await communicator.connect()
     await communicator.send_message("sensors/x/data", b"bad-publish")
-    await communicator.receive_nothing()
+    assert await communicator.receive_nothing()
     assert apps.ERRORS == [
         "cannot publish: topic 'reply/+/wild' contains a wildcard ('+' or '#'); wildcards are "
         "only allowed in subscriptions, not in publishes"

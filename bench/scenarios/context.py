@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import Child
-from tests.services import MosquittoProcess, RedisProcess
+from harness.processes import MosquittoProcess, RedisProcess
 
 __all__ = ["BRIDGE", "RAW", "Context", "Sizes", "log", "measure", "median_rate", "ratio"]
 
@@ -38,11 +38,7 @@ class Sizes:
     profile: int = 100_000
     repeat: int = 3
     extras: bool = True  # the MQTT 5 rows and the diagnostics
-    # Not in the default run (``python -m bench soak scaleout``).
-    soak: int = 100_000
-    soak_rate: int = 1_000
-    soak_bridge_kills: int = 5
-    soak_broker_restarts: int = 5
+    # Not in the default run (``python -m bench scaleout``).
     scaleout: int = 100_000
 
     @classmethod
@@ -50,8 +46,7 @@ class Sizes:
         return cls(
             throughput=10_000, mqttasgi=200, mqttasgi_seconds=10.0, app_under_bridge=5_000,
             roundtrip=1_000, roundtrip_warmup=100, instances=1_000, layer=1_000,
-            profile=20_000, repeat=1, extras=False,
-            soak=10_000, soak_bridge_kills=2, soak_broker_restarts=2, scaleout=20_000,
+            profile=20_000, repeat=1, extras=False, scaleout=20_000,
         )  # fmt: skip
 
 

@@ -6,9 +6,8 @@ A paho subscriber counts arrivals at the broker; the rate runs from the publishe
 
 from __future__ import annotations
 
-from bench.common import cpu_seconds
 from bench.procs import BenchError
-from bench.report import Row
+from bench.report import Row, cpu_seconds
 from bench.scenarios.context import Context, log
 
 

@@ -10,7 +10,7 @@ devices, MQTT 3.1.1), against three set-ups on the run's Mosquitto, interleaved:
 A member of the pair cannot know when it has its share, so every bridge reports ``done`` after
 1.5 s without a message, with the CLOCK_MONOTONIC times of its first and last message: the
 rate of a set-up is all messages over first-to-last across its bridges. The CPU each bridge,
-the broker, the publisher and the machine used in that same window is sampled from /proc:
+the broker, the publisher and the machine used in that same window is sampled (psutil):
 on two cores it says what limits the pair.
 """
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import statistics
 import threading
 import time
 from contextlib import ExitStack
 from typing import Any
 
-from bench.common import cpu_seconds
+import psutil
+
 from bench.procs import BenchError, Child
-from bench.report import Row
+from bench.report import Row, cpu_seconds, machine_busy_seconds
 from bench.scenarios.context import Context, log, ratio
 
 GROUP = "7 scale-out"
@@ -37,13 +37,6 @@ SETUPS = (
     ("1 bridge, shared group", 1, True),
     ("2 bridges, shared group", 2, True),
 )
-
-
-def _machine_busy() -> float:
-    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
-    with open("/proc/stat") as stat:
-        values = [int(v) for v in stat.readline().split()[1:]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuSampler:
@@ -71,9 +64,9 @@ class CpuSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            values = {"machine": _machine_busy()}
+            values = {"machine": machine_busy_seconds()}
             for name, pid in list(self.pids.items()):
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(psutil.Error):
                     values[name] = cpu_seconds(pid)
             self.samples.append((time.monotonic(), values))
             self._stop.wait(self.interval)

@@ -55,9 +55,9 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     if root.level > logging.DEBUG:
-        # amqtt and transitions narrate every packet at INFO.
-        for name in ("amqtt", "transitions", "asyncio"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        # asyncio reports slow callbacks at INFO. amqtt's loggers are quieted where amqtt is
+        # used, when the embedded broker starts (mqttbridge.broker.embedded).
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
 
 
 def plural(count: int, noun: str) -> str:

@@ -144,6 +144,7 @@ def test_passwd_refuses_an_empty_password():
     assert run_cli("passwd", "t1", stdin="\n") == (2, "", "error: the password is empty\n")
 
 
+@pytest.mark.integration  # the embedded amqtt broker
 def test_embedded_broker_lets_devices_with_passwords_in_and_the_bridge_too(
     tmp_path, bridge_process
 ):
@@ -224,6 +225,7 @@ def test_shutdown_timeout_cancels_a_stuck_handler(mosquitto, tmp_path, bridge_pr
     assert "cancelling 1 instances still running" in "".join(bridge.lines)
 
 
+@pytest.mark.integration  # the embedded amqtt broker
 def test_run_with_embedded_broker_routes_messages(tmp_path, bridge_process):
     port = free_port()
     path = write_config(
@@ -295,6 +297,7 @@ def test_json_log_lines_about_a_message_carry_its_topic_route_and_consumer(
     assert about["c1"]["message"].startswith("instance limit 2 reached")
 
 
+@pytest.mark.integration  # the embedded amqtt broker
 def test_demo_shows_data_flowing(tmp_path, bridge_process):
     """The README's front door: config.yaml with --demo logs readings and commands."""
     port = free_port()
@@ -308,6 +311,7 @@ def test_demo_shows_data_flowing(tmp_path, bridge_process):
     assert bridge.proc.wait(15) == 0
 
 
+@pytest.mark.integration  # the embedded amqtt broker
 def test_embedded_broker_lets_the_bridge_dead_letter_oversized_payloads(tmp_path, bridge_process):
     port = free_port()
     path = write_config(

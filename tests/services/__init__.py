@@ -1,4 +1,5 @@
-"""Real Mosquitto and Redis processes, a fault-injecting TCP proxy, and a small MQTT client.
+"""Real Mosquitto and Redis processes (from ``harness``, which the benchmarks use too), a
+fault-injecting TCP proxy, and a small MQTT client.
 
 Integration tests run each service as a private child process on a free port of 127.0.0.1,
 never the shared instances on 1883/6379: tests stop, SIGKILL, restart and SIGSTOP them, and
@@ -7,8 +8,7 @@ must not disturb (or be disturbed by) anything else on the machine.
 Everything here is synchronous and thread-based so it works from plain and async tests alike.
 """
 
-from .mqtt_client import PahoClient
-from .processes import (
+from harness.processes import (
     MosquittoProcess,
     RedisProcess,
     ServiceBinaryNotFound,
@@ -19,6 +19,8 @@ from .processes import (
     mqtt_ping,
     redis_ping,
 )
+
+from .mqtt_client import PahoClient
 from .proxy import TcpProxy
 
 __all__ = [

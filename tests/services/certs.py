@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .processes import ServiceBinaryNotFound, find_binary
+from harness.processes import ServiceBinaryNotFound, find_binary
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
-from .processes import LOCALHOST
+from harness.processes import LOCALHOST
 
 
 class TcpProxy:

@@ -1,6 +1,6 @@
 """The soak's load: paced QoS 1 publishes from one persistent session that outlives the broker.
 
-    python -m bench.soak_publisher --port P --count N --rate R [--devices 100]
+    python -m tests.soak.publisher --port P --count N --rate R [--devices 100]
 
 Message ``i`` is payload ``p<i:06d>`` on ``soak/d<i % devices>``, so the parent can tell from
 the record which payload is missing or came twice. The client connects with a fixed client id
@@ -21,15 +21,15 @@ import socket
 import time
 from typing import Any
 
-from bench.common import emit
-from bench.publisher import _packet, _string, take_packet
+from harness.events import emit
+from harness.wire import CONNACK, PUBACK, connect_packet, packet, string, take_packet
 
-CLIENT_ID = "bench-soak-publisher"
+CLIENT_ID = "soak-publisher"
 
 
 def encode_publish(topic: bytes, payload: bytes, mid: int, dup: bool) -> bytes:
     first = 0x30 | 0x02 | (0x08 if dup else 0)  # PUBLISH, QoS 1
-    return _packet(first, _string(topic) + mid.to_bytes(2, "big") + payload)
+    return packet(first, string(topic) + mid.to_bytes(2, "big") + payload)
 
 
 class Session:
@@ -73,16 +73,14 @@ class Session:
         sock = socket.create_connection(self.address, timeout=2.0)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Protocol level 4 (3.1.1), flags 0x00: clean session 0; keepalive 60 s.
-            variable = _string("MQTT") + bytes([4, 0x00]) + (60).to_bytes(2, "big")
-            sock.sendall(_packet(0x10, variable + _string(self.client_id)))
+            sock.sendall(connect_packet(self.client_id, clean=False))  # MQTT 3.1.1
             self.sock, self.buf = sock, b""
             kind, body = self._read_packet(deadline=time.monotonic() + 2.0)
         except BaseException:
             self.sock = None
             sock.close()
             raise
-        if kind != 0x20 or body[1] != 0:
+        if kind != CONNACK or body[1] != 0:
             raise ConnectionRefusedError(f"CONNACK refused: packet {kind:#x} {body!r}")
         self.session_present.append(bool(body[0] & 1))
 
@@ -129,7 +127,7 @@ class Session:
         self.buf += chunk
         while (parsed := self._parse()) is not None:
             kind, body = parsed
-            if kind != 0x40:
+            if kind != PUBACK:
                 continue
             if self.inflight.pop(int.from_bytes(body[:2], "big"), None) is None:
                 self.unknown_acks += 1
