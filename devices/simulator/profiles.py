@@ -331,7 +331,11 @@ class _ProfileReader(_NodeReader):
                 return self.generator(keys[0], node.value[0][1], path)
             items = []
             for key, value in self.mapping(node, path, _AnyKey()).items():
-                items.append((key, self.payload(value, _join(path, key), names)))
+                where = _join(path, key)
+                # Each field on its own: one bad field does not hide the next one's mistake.
+                item = self.recover(lambda v=value, w=where: self.payload(v, w, names), None)
+                if item is not None:
+                    items.append((key, item))
             return ("obj", tuple(items))
         if isinstance(node, yaml.SequenceNode):
             return (
