@@ -85,7 +85,7 @@ class Connection(asyncio.Protocol):
         self.events = events
         self.gate = gate  # bounds handshakes in flight: a ramp, not a SYN flood
         self.rng = rng
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self.online = False
         self.closing = False
         self.last_sent = 0.0
@@ -212,8 +212,9 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self._write = transport.write  # type: ignore[attr-defined]
+        self._write = transport.write
         self.last_received = time.monotonic()
 
     def data_received(self, data: bytes) -> None:

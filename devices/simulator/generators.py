@@ -236,7 +236,7 @@ def make_generator(name: str, params: Mapping[str, Any]) -> Factory:
 
         close = difflib.get_close_matches(name, GENERATORS, n=1)
         hint = f"did you mean ${close[0]}? " if close else ""
-        known = ", ".join(f"${known}" for known in GENERATORS)
-        raise GeneratorError(f"unknown generator ${name}; {hint}generators: {known}")
-    build, known = GENERATORS[name]
-    return build(_Params(name, params, known))
+        names = ", ".join(f"${known}" for known in GENERATORS)
+        raise GeneratorError(f"unknown generator ${name}; {hint}generators: {names}")
+    build, parameters = GENERATORS[name]
+    return build(_Params(name, params, parameters))

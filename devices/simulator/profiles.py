@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -176,15 +176,24 @@ class _ProfileReader(_NodeReader):
 
     def read_state(self, top: _Section) -> dict[str, Any]:
         node = top.nodes.get("state")
-        nodes = self.recover(lambda: self.mapping(node, "state", _AnyKey()), {})
         state = {}
-        for key, value in nodes.items():
-            state[key] = self.recover(lambda v=value, k=key: self.plain(v, _join("state", k)), None)
+        for key, value in self.any_mapping(node, "state").items():
+            state[key] = self.attempt(self.plain, value, _join("state", key))
         return state
+
+    def any_mapping(self, node: yaml.Node | None, path: str) -> dict[str, yaml.Node]:
+        """A mapping whose keys the user chooses; empty (error recorded) if it is none."""
+        empty: dict[str, yaml.Node] = {}
+        return self.recover(lambda: self.mapping(node, path, _AnyKey()), empty)
+
+    def attempt(self, read: Callable[..., Any], *args: Any) -> Any:
+        """``read(*args)``, or ``None`` after recording its error."""
+        return self.recover(lambda: read(*args), None)
 
     def read_list(self, top: _Section, key: str, read: Any, names: Collection[str]) -> list[Any]:
         items = []
-        nodes = self.recover(lambda: self.sequence(top.nodes.get(key), key), [])
+        empty: list[yaml.Node] = []
+        nodes = self.recover(lambda: self.sequence(top.nodes.get(key), key), empty)
         for index, node in enumerate(nodes):
             keys = (
                 _STREAM_KEYS
@@ -194,7 +203,7 @@ class _ProfileReader(_NodeReader):
                 else _MESSAGE_KEYS
             )
             section = _Section(self, node, f"{key}[{index}]", keys)
-            item = self.recover(lambda s=section: read(s, names), None)
+            item = self.attempt(read, section, names)
             if item is not None:
                 items.append(item)
         return items
@@ -230,23 +239,21 @@ class _ProfileReader(_NodeReader):
         assignments = []
         set_node = section.nodes.get("set")
         set_path = _join(section.path, "set")
-        for key, value in self.recover(
-            lambda: self.mapping(set_node, set_path, _AnyKey()), {}
-        ).items():
+        for key, value in self.any_mapping(set_node, set_path).items():
             path = _join(set_path, key)
             if key not in self.state_names:
                 self.errors.append(
                     self.error(value, path, _unknown(key, self.state_names, "state variable"))
                 )
                 continue
-            template = self.recover(lambda v=value, p=path: self.template(v, p, reply_names), None)
+            template = self.attempt(self.template, value, path, reply_names)
             if template is not None:
                 assignments.append((key, template))
         values = None
         if section.given("values"):
             values_node = section.nodes["values"]
             path = _join(section.path, "values")
-            read = self.recover(lambda: self.plain(values_node, path), {})
+            read = self.attempt(self.plain, values_node, path)
             if not isinstance(read, dict):
                 self.errors.append(
                     self.error(
@@ -333,7 +340,7 @@ class _ProfileReader(_NodeReader):
             for key, value in self.mapping(node, path, _AnyKey()).items():
                 where = _join(path, key)
                 # Each field on its own: one bad field does not hide the next one's mistake.
-                item = self.recover(lambda v=value, w=where: self.payload(v, w, names), None)
+                item = self.attempt(self.payload, value, where, names)
                 if item is not None:
                     items.append((key, item))
             return ("obj", tuple(items))

@@ -62,16 +62,21 @@ def test_each_mistake_names_file_line_and_field() -> None:
 
 def test_a_generator_parameter_error_names_the_parameter() -> None:
     text = "telemetry:\n  - topic: t\n    payload: {$sine: {min: 1, max: 2, period: 0}}\n"
-    with pytest.raises(ProfileError, match=r"^p.yaml:3: telemetry\[0\].payload.\$sine.period: "
-                       "must be greater than 0, got 0$"):  # fmt: skip
+    with pytest.raises(ProfileError) as caught:
         parse_profile(text, "p.yaml")
+    assert str(caught.value) == (
+        "p.yaml:3: telemetry[0].payload.$sine.period: must be greater than 0, got 0"
+    )
 
 
 def test_an_unknown_placeholder_lists_those_that_exist() -> None:
     text = "telemetry:\n  - topic: t/{device}\n"
-    with pytest.raises(ProfileError, match=r"^p.yaml:2: telemetry\[0\].topic: unknown "
-                       r"placeholder \{device\}; expected one of \{id\}, \{index\}, \{profile\}$"):  # fmt: skip
+    with pytest.raises(ProfileError) as caught:
         parse_profile(text, "p.yaml")
+    assert str(caught.value) == (
+        "p.yaml:2: telemetry[0].topic: unknown placeholder {device}; "
+        "expected one of {id}, {index}, {profile}"
+    )
 
 
 def test_the_cli_refuses_a_bad_profile_in_one_line_without_traceback(

@@ -153,8 +153,18 @@ def test_a_killed_simulator_leaves_each_devices_last_will(mosquitto: MosquittoPr
     with PahoClient(mosquitto.host, mosquitto.port) as client:
         for topic in wills:
             client.subscribe(topic, qos=1)
-        command = [sys.executable, "-m", "mqttbridge.devices", "--broker", mosquitto.url,
-                   "--devices", "4", "--plain", "--keepalive", "5"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "mqttbridge.devices",
+            "--broker",
+            mosquitto.url,
+            "--devices",
+            "4",
+            "--plain",
+            "--keepalive",
+            "5",
+        ]
         for profile in profiles:
             command += ["--profile", profile]
         process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE)
@@ -176,8 +186,17 @@ def test_a_killed_simulator_leaves_each_devices_last_will(mosquitto: MosquittoPr
 def test_ctrl_c_ends_with_the_summary_and_goes_offline_cleanly(mosquitto: MosquittoProcess) -> None:
     with PahoClient(mosquitto.host, mosquitto.port) as client:
         client.subscribe("devices/+/status", qos=1)
-        command = [sys.executable, "-m", "mqttbridge.devices", "--broker", mosquitto.url,
-                   "--devices", "2", "--json", "-"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "mqttbridge.devices",
+            "--broker",
+            mosquitto.url,
+            "--devices",
+            "2",
+            "--json",
+            "-",
+        ]
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
