@@ -10,6 +10,7 @@ from bench.scenarios.memory import memory
 from bench.scenarios.profiling import profile
 from bench.scenarios.roundtrip import roundtrip
 from bench.scenarios.scaleout import scaleout
+from bench.scenarios.simulator import simulator
 from bench.scenarios.soak import soak
 from bench.scenarios.throughput import qos1, throughput
 
@@ -24,6 +25,7 @@ SCENARIOS = {
     "profile": profile,
     "soak": soak,
     "scaleout": scaleout,
+    "simulator": simulator,
 }
 # Run only when named: too long for every run, or not a measurement of one bridge.
-ON_REQUEST = ("soak", "scaleout")
+ON_REQUEST = ("soak", "scaleout", "simulator")

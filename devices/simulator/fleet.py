@@ -135,7 +135,8 @@ class Fleet:
         while not self._stop.is_set():
             now = time.monotonic()
             while heap and heap[0][0] <= now:
-                _, _, index, stream, due = heapq.heappop(heap)
+                when, _, index, stream, due = heapq.heappop(heap)
+                self.stats.late(now - when)
                 if count is not None and self._sent[index] >= count:
                     continue
                 self.devices[index].publish_stream(stream)

@@ -33,6 +33,16 @@ class Stats:
         self.errors: collections.Counter[str] = collections.Counter()
         self.latencies_ms: list[float] = []
         self.bad_refs = 0
+        # How far behind its schedule the fleet published: a fleet too big for its CPU shows
+        # here first (the grid keeps the count exact, the messages come late).
+        self.max_lag = 0.0
+        self.late_messages = 0  # over 100 ms behind
+
+    def late(self, lag: float) -> None:
+        if lag > self.max_lag:
+            self.max_lag = lag
+        if lag > 0.1:
+            self.late_messages += 1
 
     def device_online(self, reconnect: bool) -> None:
         self.connected += 1
@@ -75,5 +85,7 @@ class Stats:
             "commands_handled": self.commands,
             "commands_rejected": self.commands_rejected,
             "errors": dict(self.errors),
+            "max_lag_ms": round(self.max_lag * 1000, 1),
+            "late_messages": self.late_messages,
             "round_trip": self.latency(),
         }
