@@ -61,7 +61,6 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         if steady_messages
         else None,
         "cpu_seconds": round(_cpu(), 3),
-        "max_connected": args.devices if connect_seconds else stats.connected,
     }
 
 

@@ -5,7 +5,8 @@
   device and field, and ``group_send``s each reading to ``telemetry.<device id>``, the group a
   dashboard's WebSocket consumer joins to follow one device.
 * ``ThermostatConsumer`` — a heater on a Tasmota plug: reads ``tele/<id>/SENSOR``'s temperature
-  and switches ``cmnd/<id>/POWER`` ON below ``heat_below`` and OFF above ``heat_until``.
+  and switches ``cmnd/<id>/POWER`` ON below ``heat_below`` and OFF above ``heat_until``
+  (20.5 and 21.5 °C: close, so that the demo shows it switching).
 * ``FanConsumer`` — the generic sensor's fan (``TemperatureConsumer``), and echoes a reading's
   ``ref`` in its reply, which is what ``mqttbridge simulate --round-trip`` times.
 * ``PresenceConsumer`` — who is online, from birth messages and last wills: Tasmota ``LWT``
@@ -119,8 +120,8 @@ class TelemetryConsumer(MqttConsumer):
 
 
 class ThermostatConsumer(JsonMqttConsumer):
-    heat_below = 19.0
-    heat_until = 22.0
+    heat_below = 20.5
+    heat_until = 21.5
 
     async def connect(self) -> None:
         self.device_id = self.topic_kwargs["device_id"]
@@ -128,9 +129,11 @@ class ThermostatConsumer(JsonMqttConsumer):
 
     async def receive_json(self, content: Any, message: dict[str, Any]) -> None:
         celsius = _tasmota_temperature(content)
-        if celsius < self.heat_below and self.heating is not True:
+        if self.heating is None:  # the first reading: the plug's state is unknown, set it
+            await self.switch(celsius < (self.heat_below + self.heat_until) / 2, celsius)
+        elif celsius < self.heat_below and not self.heating:
             await self.switch(True, celsius)
-        elif celsius > self.heat_until and self.heating is not False:
+        elif celsius > self.heat_until and self.heating:
             await self.switch(False, celsius)
 
     async def switch(self, on: bool, celsius: float) -> None:

@@ -52,6 +52,7 @@ def _fleet(ctx: Context, devices: int, rate: float, duration: float, *extra: str
             connected = fleet.expect("connected", timeout=300)
             result = fleet.expect("done", timeout=duration + 300)
         counted = counter.expect("done", timeout=60)
+    result["all_connected"] = connected["devices"]
     result["expected"] = expected
     result["counted"] = counted["count"]
     result["rate_error"] = (counted["count"] - expected) / expected

@@ -16,6 +16,8 @@ async def run_demo_fleet(host: str, port: int, rate: float = 0.5) -> None:
     """Run until cancelled; the devices go offline cleanly on the way out."""
     profiles = [load_profile(name) for name in DEMO_PROFILES]
     fleet = Fleet(
-        profiles, BrokerTarget(host, port), FleetOptions(devices=len(profiles), rate=rate)
+        profiles,
+        BrokerTarget(host, port),
+        FleetOptions(devices=len(profiles), rate=rate, log_commands=True),
     )
     await fleet.run()

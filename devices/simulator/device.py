@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from mqttbridge.devices.simulator.profiles import Command, Message, Profile, Spe
 from mqttbridge.devices.simulator.stats import Stats
 
 __all__ = ["Device", "render_template"]
+
+logger = logging.getLogger(__name__)
 
 Render = Callable[["_Env"], Any]
 
@@ -141,7 +144,9 @@ class Device:
         *,
         qos: int | None = None,
         round_trip: bool = False,
+        log_commands: bool = False,
     ) -> None:
+        self.log_commands = log_commands
         self.profile = profile
         self.index = index
         self.stats = stats
@@ -243,6 +248,8 @@ class Device:
         env = self._env(command=text, json_=decoded)
         if self._apply(command, env):
             self.stats.commands += 1
+            if self.log_commands:
+                logger.info("device %s obeyed %s %s", self.id, topic, text)
         else:
             self.stats.commands_rejected += 1
         for reply in replies:

@@ -34,6 +34,7 @@ class FleetOptions:
     ramp: float | None = None  # devices started per second; None: all at once
     handshakes: int = 200  # connection handshakes in flight at once
     round_trip: bool = False
+    log_commands: bool = False  # one INFO line per command obeyed: for small demo fleets
 
 
 class Fleet:
@@ -50,6 +51,7 @@ class Fleet:
             Device(
                 profiles[index % len(profiles)], index, options.seed, target, self._gate,
                 self.stats, qos=options.qos, round_trip=options.round_trip,
+                log_commands=options.log_commands,
             )
             for index in range(options.devices)
         ]  # fmt: skip
