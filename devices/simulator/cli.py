@@ -234,7 +234,11 @@ def _target(args: argparse.Namespace, config: Config | None) -> BrokerTarget:
         except ValueError as exc:
             raise ValueError(f"--broker: {exc}") from None
     protocol = args.protocol or "3.1.1"
+    # A config's broker brings its credentials, unless the command line gives others.
+    username = args.username or (broker.username if broker is _config_broker(config) else None)
     password = args.password or os.environ.get("MQTTBRIDGE_SIMULATE_PASSWORD")
+    if password is None and broker is _config_broker(config):
+        password = broker.password
     return BrokerTarget(
         host=broker.host,
         port=broker.port,
@@ -242,9 +246,13 @@ def _target(args: argparse.Namespace, config: Config | None) -> BrokerTarget:
         keepalive=args.keepalive,
         tls=_tls(args) if broker.scheme in ("mqtts", "wss") else None,
         websocket_path=broker.path or "/" if broker.scheme in ("ws", "wss") else None,
-        username=args.username,
+        username=username,
         password=password,
     )
+
+
+def _config_broker(config: Config | None) -> BrokerConfig | None:
+    return None if config is None else config.broker
 
 
 def _tls(args: argparse.Namespace) -> ssl.SSLContext:

@@ -20,15 +20,7 @@ from typing import Any
 import yaml
 
 from mqttbridge.config.schema import ConfigError
-from mqttbridge.config.yaml_reader import (
-    _boolean,
-    _integer,
-    _join,
-    _line,
-    _NodeReader,
-    _seconds,
-    _Section,
-)
+from mqttbridge.config.yaml_reader import _join, _line, _NodeReader, _Section
 from mqttbridge.devices.simulator.generators import GeneratorError, make_generator
 
 __all__ = [
@@ -222,19 +214,19 @@ class _ProfileReader(_NodeReader):
         return {
             "topic": topic or Template("", ("",)),
             "payload": payload,
-            "qos": section.get("qos", 0, _integer(0, 2)),
+            "qos": section.get("qos", 0, _qos),
             "retain": section.get("retain", False, _boolean),
         }
 
     def read_stream(self, section: _Section, names: Collection[str]) -> Stream:
         fields = self.message_fields(section, names)
-        every = section.get("every", 1.0, _seconds(0.0, exclusive=True))
+        every = section.get("every", 1.0, _interval)
         jitter = section.get("jitter", 0.0, _fraction)
         return Stream(**fields, every=every, jitter=jitter)
 
     def read_command(self, section: _Section, names: Collection[str]) -> Command:
         topic = self.template_at(section, "topic", ("id", "index", "profile"), required=True)
-        qos = section.get("qos", 1, _integer(0, 2))
+        qos = section.get("qos", 1, _qos)
         reply_names = (*names, "payload", "json.*")
         assignments = []
         set_node = section.nodes.get("set")
@@ -396,6 +388,24 @@ class _AnyKey(Collection[str]):
 
     def __len__(self) -> int:
         return 0
+
+
+def _qos(value: Any) -> int:
+    if isinstance(value, bool) or value not in (0, 1, 2):
+        raise ValueError(f"must be 0, 1 or 2, got {value!r}")
+    return int(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _interval(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"expected a number of seconds greater than 0, got {value!r}")
+    return float(value)
 
 
 def _fraction(value: Any) -> float:

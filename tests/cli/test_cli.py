@@ -45,7 +45,7 @@ def test_routes_prints_the_routing_table():
         "sensors/{device_id}/temperature",
         "sensors/+/temperature",
         "1",
-        "mqttbridge.consumers.examples:TemperatureConsumer",
+        "mqttbridge.consumers.examples_devices:FanConsumer",
     ]
 
 

@@ -47,8 +47,9 @@ def test_each_mistake_names_file_line_and_field() -> None:
         parse_profile(_BAD, "fleet/broken.yaml")
     lines = str(caught.value).splitlines()
     assert lines == [
-        "fleet/broken.yaml:6: telemetry[0].every: must be greater than 0.0, got -1",
-        "fleet/broken.yaml:7: telemetry[0].qos: must be between 0 and 2, got 3",
+        "fleet/broken.yaml:6: telemetry[0].every: expected a number of seconds greater than 0, "
+        "got -1",
+        "fleet/broken.yaml:7: telemetry[0].qos: must be 0, 1 or 2, got 3",
         "fleet/broken.yaml:9: telemetry[0].payload.t.$random_wlak: unknown generator "
         "$random_wlak; did you mean $random_walk? generators: $random_walk, $sine, $counter, "
         "$choice, $battery, $timestamp, $uptime, $device_id, $round_trip",
