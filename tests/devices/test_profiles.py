@@ -106,3 +106,33 @@ def test_unrouted_topics_are_listed_against_the_repository_config() -> None:
     bare = load_config(ROOT / "tests" / "devices" / "one_route.yaml", import_consumers=False)
     missing = {topic for topic, _ in unrouted_topics(bare, [load_profile("generic")])}
     assert missing == {"devices/sensor-0/status", "devices/sensor-0/ack"}
+
+
+_RANDOM = """\
+telemetry:
+  - topic: t/{id}
+    payload:
+      walk: {$random_walk: {min: 0, max: 100}}
+      pick: {$choice: {values: [a, b, c, d]}}
+"""
+
+
+def _payloads(seed: int, index: int) -> list[bytes]:
+    import asyncio
+
+    from mqttbridge.devices.simulator.connection import BrokerTarget
+    from mqttbridge.devices.simulator.device import Device
+    from mqttbridge.devices.simulator.stats import Stats
+
+    profile = parse_profile(_RANDOM, "random.yaml")
+    device = Device(
+        profile, index, seed, BrokerTarget("127.0.0.1", 9), asyncio.Semaphore(1), Stats(1)
+    )
+    stream = device.streams[0]
+    return [stream.encode(device._env(stream)) for _ in range(20)]
+
+
+def test_the_same_seed_gives_the_same_values_and_devices_differ() -> None:
+    assert _payloads(seed=7, index=0) == _payloads(seed=7, index=0)
+    assert _payloads(seed=7, index=0) != _payloads(seed=8, index=0)
+    assert _payloads(seed=7, index=0) != _payloads(seed=7, index=1)
