@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mqttbridge.consumers.examples_devices import FanConsumer
@@ -62,3 +64,35 @@ async def test_round_trip_through_the_bridge_and_an_example_consumer(
     # Every reading answered, except those whose answer was still on its way at the end.
     assert latency["count"] >= 90, latency
     assert latency["p50_ms"] is not None and latency["p50_ms"] <= latency["p99_ms"]
+
+
+class _MembersOnlyMosquitto(MosquittoProcess):
+    """Mosquitto refusing anonymous clients; it answers the start-up ping with a refusal."""
+
+    def config_text(self) -> str:
+        return super().config_text().replace("allow_anonymous true", "allow_anonymous false")
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        try:
+            socket.create_connection((self.host, self.port), timeout).close()
+        except OSError:
+            return False
+        return True
+
+
+def test_a_broker_refusing_every_device_ends_the_run_in_one_line(
+    tmp_path: Path, capsys: Any
+) -> None:
+    from mqttbridge.cli import CommandLineInterface
+
+    with _MembersOnlyMosquitto(workdir=tmp_path / "mosquitto") as broker:
+        argv = ["simulate", "--broker", broker.url, "--devices", "3", "--duration", "5"]
+        status = CommandLineInterface().run(
+            [*argv, "--plain", "--username", "nobody", "--password", "secret-pw"]
+        )
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.strip().splitlines()[-1] == (
+        f"error: no device could connect to 127.0.0.1:{broker.port}: not authorized"
+    )
+    assert "secret-pw" not in err and "Traceback" not in err
