@@ -39,6 +39,11 @@ async def _until(condition: Callable[[], bool], timeout: float, what: str) -> No
         await asyncio.sleep(0.05)
 
 
+def _simulate(broker: MosquittoProcess, *args: str) -> list[str]:
+    """The command line of a simulator process, as a user runs it."""
+    return [sys.executable, "-m", "mqttbridge.devices", "--broker", broker.url, *args]
+
+
 def _target(broker: MosquittoProcess, **options: Any) -> BrokerTarget:
     return BrokerTarget(broker.host, broker.port, reconnect_min=0.2, reconnect_max=1.0, **options)
 
@@ -153,18 +158,7 @@ def test_a_killed_simulator_leaves_each_devices_last_will(mosquitto: MosquittoPr
     with PahoClient(mosquitto.host, mosquitto.port) as client:
         for topic in wills:
             client.subscribe(topic, qos=1)
-        command = [
-            sys.executable,
-            "-m",
-            "mqttbridge.devices",
-            "--broker",
-            mosquitto.url,
-            "--devices",
-            "4",
-            "--plain",
-            "--keepalive",
-            "5",
-        ]
+        command = _simulate(mosquitto, "--devices", "4", "--plain", "--keepalive", "5")
         for profile in profiles:
             command += ["--profile", profile]
         process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE)
@@ -186,17 +180,7 @@ def test_a_killed_simulator_leaves_each_devices_last_will(mosquitto: MosquittoPr
 def test_ctrl_c_ends_with_the_summary_and_goes_offline_cleanly(mosquitto: MosquittoProcess) -> None:
     with PahoClient(mosquitto.host, mosquitto.port) as client:
         client.subscribe("devices/+/status", qos=1)
-        command = [
-            sys.executable,
-            "-m",
-            "mqttbridge.devices",
-            "--broker",
-            mosquitto.url,
-            "--devices",
-            "2",
-            "--json",
-            "-",
-        ]
+        command = _simulate(mosquitto, "--devices", "2", "--json", "-")
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
