@@ -16,7 +16,7 @@ $(VENV)/.test-deps: $(BIN)/mqttbridge pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(BIN)/mqttbridge  ## embedded broker + bridge + example routes + three simulated devices
+run: $(BIN)/mqttbridge  ## embedded broker + bridge + example routes + a simulated mixed fleet
 	$(BIN)/mqttbridge run --config config.yaml --demo
 
 test: $(VENV)/.test-deps  ## unit tests, then integration tests (private Mosquitto and Redis)

@@ -1,1 +1,2 @@
-"""Simulated devices: ``demo`` runs the README's three devices; the fleet simulator comes next."""
+"""Simulated devices: the fleet simulator (``simulator``, ``mqttbridge simulate``), its shipped
+``profiles/``, and a MicroPython ``firmware/`` example for a real board."""

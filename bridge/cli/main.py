@@ -4,6 +4,7 @@
     mqttbridge check [--config F] [--asgi module:app] [--broker URL] [--client-id ID]
     mqttbridge routes [--config F] [--asgi module:app]
     mqttbridge passwd USERNAME   (a broker.users entry for the embedded broker)
+    mqttbridge simulate [--devices N] [--rate R] [--profile P] ...   (mqttbridge.devices)
 
 As in daphne, the CLI is a class with ``run(argv)`` returning the exit status, so tests call it
 with a list. Configuration errors print one line naming file, line and key, and exit 2 with no
@@ -99,7 +100,7 @@ class CommandLineInterface:
         run.add_argument(
             "--demo",
             action="store_true",
-            help="also run three simulated devices publishing readings",
+            help="also run a small simulated fleet, one device of each shipped profile",
         )
         check = commands.add_parser("check", help="validate a config file and its routes")
         # The same flags as run, so that check can vouch for the command line run is given.
@@ -118,6 +119,15 @@ class CommandLineInterface:
             "twice on a terminal, or read from the first line of standard input.",
         )
         passwd.add_argument("username", metavar="USERNAME")
+        simulate = commands.add_parser(
+            "simulate",
+            help="run a fleet of simulated devices against a broker",
+            description="Simulated devices, each its own MQTT connection, publishing what its "
+            "profile says and obeying its commands (docs/simulator.md).",
+        )
+        from mqttbridge.devices.simulator.cli import add_arguments as add_simulate_arguments
+
+        add_simulate_arguments(simulate)
         passwd.add_argument(
             "--iterations",
             type=int,
@@ -147,6 +157,10 @@ class CommandLineInterface:
         args = self.parser.parse_args(list(argv))
         if args.command == "passwd":  # needs no configuration
             return self.cmd_passwd(args)
+        if args.command == "simulate":  # reads only the broker and routes of --config
+            from mqttbridge.devices.simulator.cli import run as simulate
+
+            return simulate(args, self.stdout, self.stderr)
         # As daphne and uvicorn do: `mqttbridge` is a console script, whose sys.path[0] is its
         # own directory, so a project's modules are found only with the working directory.
         if "." not in sys.path:
@@ -311,12 +325,12 @@ class CommandLineInterface:
         if not demo:
             await server.serve()
             return
-        from mqttbridge.devices.demo import run_demo_devices
+        from mqttbridge.devices.simulator.demo import run_demo_fleet
 
         async def devices() -> None:
             await server.ready.wait()
             assert server.client is not None
-            await run_demo_devices(server.client.host, server.client.port)
+            await run_demo_fleet(server.client.host, server.client.port)
 
         task = asyncio.get_running_loop().create_task(devices())
         try:

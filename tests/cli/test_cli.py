@@ -45,7 +45,7 @@ def test_routes_prints_the_routing_table():
         "sensors/{device_id}/temperature",
         "sensors/+/temperature",
         "1",
-        "mqttbridge.consumers.examples:TemperatureConsumer",
+        "mqttbridge.consumers.examples_devices:FanConsumer",
     ]
 
 
@@ -299,14 +299,16 @@ def test_json_log_lines_about_a_message_carry_its_topic_route_and_consumer(
 
 @pytest.mark.integration  # the embedded amqtt broker
 def test_demo_shows_data_flowing(tmp_path, bridge_process):
-    """The README's front door: config.yaml with --demo logs readings and commands."""
+    """The README's front door: config.yaml with --demo logs presence, readings and commands
+    obeyed by the simulated fleet."""
     port = free_port()
     env_config = (ROOT / "config.yaml").read_text().replace("127.0.0.1:18830", f"127.0.0.1:{port}")
     path = write_config(tmp_path, env_config)
     bridge = bridge_process("--config", path, "--demo")
     bridge.wait_for("bridge ready")
+    bridge.wait_for("is online")
     bridge.wait_for("°C")
-    bridge.wait_for("received command")
+    bridge.wait_for("obeyed cmnd/tasmota_000001/POWER")
     bridge.proc.send_signal(signal.SIGINT)
     assert bridge.proc.wait(15) == 0
 

@@ -1,0 +1,1 @@
+from binascii import hexlify  # noqa: F401
