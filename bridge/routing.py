@@ -22,9 +22,11 @@ from mqttbridge.protocol.topics import TopicPattern, compile_pattern
 __all__ = [
     "Route",
     "TopicRouter",
+    "as_application",
     "consumer_problem",
     "find_topic_router",
     "handles_mqtt",
+    "label",
     "not_mqtt_consumer",
     "topic",
 ]
@@ -46,7 +48,7 @@ class Route:
         self.pattern: TopicPattern = compile_pattern(pattern)
         self.app = app
         self.qos = qos
-        self.name = name or _app_name(app)
+        self.name = name or label(app)
 
     def __repr__(self) -> str:
         return f"<Route {self.pattern.pattern!r} -> {self.name} qos={self.qos}>"
@@ -142,7 +144,14 @@ def not_mqtt_consumer(consumer: type) -> str:
     )
 
 
-def _app_name(app: Any) -> str:
+def as_application(target: Any) -> Any:
+    """The ASGI application for ``target``: a consumer class's ``as_asgi()``, else itself."""
+    as_asgi = getattr(target, "as_asgi", None) if isinstance(target, type) else None
+    return as_asgi() if callable(as_asgi) else target
+
+
+def label(app: Any) -> str:
+    """The dotted name logs and dead-letter records give an application: its consumer class."""
     consumer = getattr(app, "consumer_class", None)
     target = consumer if consumer is not None else app
     module = getattr(target, "__module__", "")

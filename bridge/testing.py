@@ -28,9 +28,9 @@ from typing import Any
 from asgiref.testing import ApplicationCommunicator
 
 from mqttbridge.django_setup import MEMORY_LAYERS, ensure_django
+from mqttbridge.protocol import build
 from mqttbridge.protocol.events import validate_dead_letter, validate_publish, validate_subscribe
 from mqttbridge.protocol.topics import compile_pattern
-from mqttbridge.protocol.typing import ASGI_SPEC_VERSION
 
 __all__ = ["MqttCommunicator"]
 
@@ -86,30 +86,23 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
         # A plain pytest run has no settings module; consumers still need settings for their
         # channel layer. As `mqttbridge` does: the project's settings if there are any.
         ensure_django(MEMORY_LAYERS)
-        full_scope: dict[str, Any] = {
-            "type": "mqtt",
-            "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},
-            "client_id": client_id,
-            "broker": "mqtt://testing",
-        }
+        # Built by the code the bridge builds them with (protocol.build): no drift.
+        broker = "mqtt://testing"
+        if app_id is not None:
+            full_scope = build.mqttasgi_scope(client_id, broker, app_id)
+        else:
+            full_scope = build.base_scope(client_id, broker)
         if route is not None:
             pattern = compile_pattern(route)
             kwargs = pattern.match(topic) if topic is not None else {}
             if kwargs is None:
                 raise ValueError(f"topic {topic!r} does not match route {route!r}")
-            full_scope["topic_route"] = {
-                "pattern": route,
-                "filter": pattern.filter,
-                "kwargs": kwargs,
-            }
-        if app_id is not None:
-            full_scope["app_id"] = app_id
-            full_scope["instance_type"] = "master" if app_id == 0 else "worker"
+            full_scope["topic_route"] = build.topic_route(pattern, kwargs)
         full_scope.update(scope or {})
         super().__init__(_CheckedApp(application, max_payload_bytes), full_scope)
 
     async def connect(self, timeout: float = 1) -> None:
-        await self.send_input({"type": "mqtt.connect", "mqtt": {}})
+        await self.send_input(build.connect_event())
         # Let connect() run, and surface its exception if it raised.
         await self._settle(timeout)
 
@@ -126,17 +119,7 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
         if isinstance(payload, str):
             payload = payload.encode()
         await self.send_input(
-            {
-                "type": "mqtt.msg",
-                "mqtt": {
-                    "topic": topic,
-                    "payload": payload,
-                    "qos": qos,
-                    "retain": retain,
-                    "dup": dup,
-                    "properties": properties or {},
-                },
-            }
+            build.message_event(topic, payload, qos, retain, dup, properties or {})
         )
 
     async def receive_event(self, timeout: float = 1) -> dict[str, Any]:
@@ -167,7 +150,7 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
         return body
 
     async def disconnect(self, reason: str = "test", timeout: float = 1) -> None:
-        await self.send_input({"type": "mqtt.disconnect", "mqtt": {"reason": reason}})
+        await self.send_input(build.disconnect_event(reason))
         await self.wait(timeout)
 
     async def _settle(self, timeout: float) -> None:

@@ -16,6 +16,7 @@ from mqttbridge.protocol.topics import TopicError, validate_filter, validate_pub
 
 __all__ = [
     "InvalidEvent",
+    "LayerEventFailed",
     "Publish",
     "validate_dead_letter",
     "validate_publish",
@@ -26,6 +27,15 @@ __all__ = [
 
 class InvalidEvent(ValueError):
     """An application sent an event the bridge cannot carry out; the message says why."""
+
+
+class LayerEventFailed(Exception):
+    """A consumer's channel-layer handler raised ``error`` (its ``__cause__``): the instance
+    ends, but no MQTT message is to blame, so none is dead-lettered (docs/guarantees.md)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
