@@ -29,7 +29,7 @@ from asgiref.testing import ApplicationCommunicator
 
 from mqttbridge.django_setup import MEMORY_LAYERS, ensure_django
 from mqttbridge.protocol import build
-from mqttbridge.protocol.events import validate_dead_letter, validate_publish, validate_subscribe
+from mqttbridge.protocol.events import validate_event
 from mqttbridge.protocol.topics import compile_pattern
 
 __all__ = ["MqttCommunicator"]
@@ -55,13 +55,7 @@ class _CheckedApp:
             return event
 
         async def checked_send(event: dict[str, Any]) -> None:
-            kind = event.get("type")
-            if kind == "mqtt.pub":
-                validate_publish(event.get("mqtt"), self.max_payload_bytes)
-            elif kind in ("mqtt.sub", "mqtt.usub"):
-                validate_subscribe(event.get("mqtt"), need_qos=kind == "mqtt.sub")
-            elif kind == "mqtt.dead_letter":
-                validate_dead_letter(event.get("mqtt"), handling)
+            validate_event(event, handling, self.max_payload_bytes)
             await send(event)
 
         await self.application(scope, tracked_receive, checked_send)

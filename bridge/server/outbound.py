@@ -1,7 +1,8 @@
 """What applications send: ``mqtt.pub`` becomes a publish, ``mqtt.sub``/``mqtt.usub`` change
 the instance's subscriptions, ``mqtt.dead_letter`` records the message being handled, and
-mqttasgi's worker events go to ``mqttasgi``. Each event is checked first (protocol.events), so
-``send()`` raises in the application that made the mistake.
+mqttasgi's worker events go to ``mqttasgi``. Each event is checked first, by the code
+``MqttCommunicator`` checks with (``protocol.events.validate_event``), so ``send()`` raises in
+the application that made the mistake.
 """
 
 from __future__ import annotations
@@ -10,12 +11,7 @@ import collections
 import logging
 from typing import Any
 
-from mqttbridge.protocol.events import (
-    InvalidEvent,
-    validate_dead_letter,
-    validate_publish,
-    validate_subscribe,
-)
+from mqttbridge.protocol.events import validate_event
 from mqttbridge.server.deadletter import DeadLetters
 from mqttbridge.server.instances import Instance
 from mqttbridge.server.link import BrokerLink
@@ -52,30 +48,23 @@ class Outbound:
         """Carry out what ``inst`` sent, or raise ``InvalidEvent`` saying why not."""
         client = self._link.client
         assert client is not None
-        kind = event.get("type") if isinstance(event, dict) else None
+        current = inst.current
+        kind, checked = validate_event(event, current[0] if current else None, self._max_payload)
         if kind == "mqtt.pub":
-            pub = validate_publish(event.get("mqtt"), self._max_payload)
-            client.publish(pub.topic, pub.payload, pub.qos, pub.retain, pub.properties)
-        elif kind == "mqtt.sub":
-            topic_filter, qos = validate_subscribe(event.get("mqtt"), need_qos=True)
-            self._subscriptions.add(client, inst, topic_filter, qos)
-        elif kind == "mqtt.usub":
-            topic_filter, _ = validate_subscribe(event.get("mqtt"), need_qos=False)
-            self._unsubscribe(inst, topic_filter)
-        elif kind == "mqtt.dead_letter":
-            current = inst.current
-            error = validate_dead_letter(event.get("mqtt"), current[0] if current else None)
-            assert current is not None
-            self._refused_by_app(inst, current[0]["mqtt"], error)
-        elif kind == "mqttasgi.worker.spawn":
-            self._workers.spawn(inst, event.get("command") or {})
-        elif kind == "mqttasgi.worker.kill":
-            self._workers.kill(inst, event.get("command") or {})
-        else:
-            raise InvalidEvent(
-                f"unknown event type {kind!r}: an mqtt application may send 'mqtt.pub', "
-                "'mqtt.sub', 'mqtt.usub' or 'mqtt.dead_letter'"
+            client.publish(
+                checked.topic, checked.payload, checked.qos, checked.retain, checked.properties
             )
+        elif kind == "mqtt.sub":
+            self._subscriptions.add(client, inst, *checked)
+        elif kind == "mqtt.usub":
+            self._unsubscribe(inst, checked[0])
+        elif kind == "mqtt.dead_letter":
+            assert current is not None
+            self._refused_by_app(inst, current[0]["mqtt"], checked)
+        elif kind == "mqttasgi.worker.spawn":
+            self._workers.spawn(inst, checked)
+        else:
+            self._workers.kill(inst, checked)
 
     def forget(self, inst: Instance) -> None:
         """The instance ended: drop its subscriptions."""
