@@ -22,3 +22,8 @@ class BrokerLink:
     client_id: str
     broker_url: str
     client: MqttClient | None = None
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a received message (``AckTracker`` decides when)."""
+        if self.client is not None:
+            self.client.ack(mid, qos)

@@ -37,16 +37,15 @@ class InstanceRegistry:
         stats: collections.Counter[str],
         *,
         release: Callable[[AckToken], None],
-        drained: Callable[[Instance], None],
-        send: Callable[[Instance, dict[str, Any]], None],
         ended: Ended,
     ) -> None:
         self._limits = limits
         self._stats = stats
-        # What every instance is given: see instances.Instance.
+        # What every instance is given (see instances.Instance); drained and send belong to
+        # parts that need the registry themselves, so they arrive through set_callbacks().
         self._release = release
-        self._drained = drained
-        self._send = send
+        self._drained: Callable[[Instance], None] = _unset
+        self._send: Callable[[Instance, dict[str, Any]], None] = _unset
         self._ended = ended
         #: Instances by key, least recently used first; closing ones are no longer here.
         self.instances: collections.OrderedDict[Any, Instance] = collections.OrderedDict()
@@ -54,6 +53,16 @@ class InstanceRegistry:
         self.live: set[Instance] = set()
         #: Set once the bridge shuts down: nothing is restarted or handed on any more.
         self.stopping = False
+
+    def set_callbacks(
+        self,
+        *,
+        drained: Callable[[Instance], None],
+        send: Callable[[Instance, dict[str, Any]], None],
+    ) -> None:
+        """What instances call when they caught up (backpressure) and when they send."""
+        self._drained = drained
+        self._send = send
 
     def lookup(self, key: Any) -> Instance | None:
         """The instance for ``key``, now the most recently used; None if there is none."""
@@ -183,3 +192,7 @@ class InstanceRegistry:
             exc_info=error.error if isinstance(error, LayerEventFailed) else error,
             extra=instance_fields(inst, topic),
         )
+
+
+def _unset(*args: Any) -> None:
+    raise RuntimeError("InstanceRegistry.set_callbacks() was not called")

@@ -75,20 +75,14 @@ class Server:
         self.link = BrokerLink(client_id, config.broker.url)
         self.embedded: Any = None
         self.stats: collections.Counter[str] = collections.Counter()
-        self.acks = AckTracker(self._send_ack)
+        self.acks = AckTracker(self.link.ack)
         self.subscriptions = DynamicSubscriptions()
         self.dead_letters = DeadLetters(
             self.link, config.dead_letter_topic, config.limits.max_payload_bytes
         )
-        # The parts call each other through these late-bound callbacks; an instance gets only
-        # release, drained and send (see instances.py).
+        # An instance gets only release, drained and send (see instances.py).
         self.registry = InstanceRegistry(
-            config.limits,
-            self.stats,
-            release=self.acks.release,
-            drained=self._queue_drained,
-            send=self._handle_send,
-            ended=self._instance_ended,
+            config.limits, self.stats, release=self.acks.release, ended=self._instance_ended
         )
         self.workers = MqttasgiWorkers(self.link, self.registry, self.master_app)
         self.dispatch = Dispatcher(
@@ -111,6 +105,9 @@ class Server:
             self.registry,
             config.limits.max_payload_bytes,
             self.stats,
+        )
+        self.registry.set_callbacks(
+            drained=self.dispatch.queue_drained, send=self.outbound.handle_send
         )
         self.intake = PublishIntake(
             lambda: self.link.client,
@@ -289,17 +286,7 @@ class Server:
         # Unacknowledged messages will be redelivered by the broker under their new ids.
         self.acks.connection_lost()
 
-    def _send_ack(self, mid: int, qos: int) -> None:
-        if self.link.client is not None:
-            self.link.client.ack(mid, qos)
-
-    # -- the wiring between the parts ---------------------------------------------------------
-
-    def _queue_drained(self, inst: Instance) -> None:
-        self.dispatch.queue_drained(inst)
-
-    def _handle_send(self, inst: Instance, event: dict[str, Any]) -> None:
-        self.outbound.handle_send(inst, event)
+    # -- the one callback that fans out ------------------------------------------------------
 
     def _instance_ended(self, inst: Instance, ending: Ending, error: BaseException | None) -> None:
         self.outbound.forget(inst)  # its mqtt.sub filters

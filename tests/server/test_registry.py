@@ -25,10 +25,9 @@ class _Registry:
             LimitsConfig(**limits),
             self.stats,
             release=AckTracker(lambda mid, qos: None).release,
-            drained=lambda inst: None,
-            send=lambda inst, event: None,
             ended=lambda inst, ending, error: self.ended.append((inst.key, ending, error)),
         )
+        self.registry.set_callbacks(drained=lambda inst: None, send=lambda inst, event: None)
 
     def spawn(self, key: Any, app: Any, app_id: Any = None) -> Instance:
         scope = {"type": "mqtt"} if app_id is None else {"type": "mqtt", "app_id": app_id}
