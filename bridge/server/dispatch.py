@@ -98,7 +98,10 @@ class Dispatcher:
         if router is not None:
             matched = router.match(topic)
             if matched is not None:
-                routed = self._routed_instance(*matched)
+                route, kwargs = matched
+                routed = self._registry.lookup(
+                    (route.pattern.pattern, *kwargs.values())
+                ) or self._spawn_routed(route, kwargs)
                 self._deliver(routed, event, token)
         delivered = routed is not None
         if self._subscriptions:
@@ -115,17 +118,15 @@ class Dispatcher:
                     topic,
                     extra={"topic": topic},
                 )
-        if token is not None:
+        if token is not None and not delivered:
+            # A delivered message is held until its instances release it; this one is not.
             acks.settle(token)
 
-    def _routed_instance(self, route: Route, kwargs: dict[str, str]) -> Instance:
+    def _spawn_routed(self, route: Route, kwargs: dict[str, str]) -> Instance:
+        link = self._link
+        scope = routed_scope(link.client_id, link.broker_url, route.pattern, kwargs)
         key = (route.pattern.pattern, *kwargs.values())
-        inst = self._registry.lookup(key)
-        if inst is None:
-            link = self._link
-            scope = routed_scope(link.client_id, link.broker_url, route.pattern, kwargs)
-            inst = self._registry.spawn(key, route.name, self._apps[route], scope)
-        return inst
+        return self._registry.spawn(key, route.name, self._apps[route], scope)
 
     def _deliver(self, inst: Instance, event: dict[str, Any], token: AckToken | None) -> None:
         if token is not None:
@@ -235,5 +236,5 @@ class Dispatcher:
             return False
         if token is not None:
             self._acks.hold(token)
-        self._routed_instance(route, kwargs).put(event, token)
+        (self._registry.lookup(old.key) or self._spawn_routed(route, kwargs)).put(event, token)
         return True

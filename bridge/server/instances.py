@@ -146,8 +146,11 @@ class Instance:
         return leftovers
 
     async def receive(self) -> dict[str, Any]:
-        if self.current is not None:
-            self.finish_current()
+        item = self.current
+        if item is not None:  # finish_current(), inlined: once per message
+            self.current = None
+            if item[1] is not None:
+                self._release(item[1])
         items = self.items
         while not items:
             self.waiter = self.loop.create_future()
