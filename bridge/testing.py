@@ -121,25 +121,21 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
 
     async def receive_publish(self, timeout: float = 1) -> dict[str, Any]:
         """The next ``mqtt.pub`` body the application sent; fails if it sent something else."""
-        event = await self.receive_output(timeout)
-        if event.get("type") != "mqtt.pub":
-            raise AssertionError(f"expected an mqtt.pub event, got {event!r}")
-        body: dict[str, Any] = event["mqtt"]
-        return body
+        return await self._receive_body("mqtt.pub", timeout)
 
     async def receive_subscribe(self, timeout: float = 1) -> dict[str, Any]:
-        event = await self.receive_output(timeout)
-        if event.get("type") != "mqtt.sub":
-            raise AssertionError(f"expected an mqtt.sub event, got {event!r}")
-        body: dict[str, Any] = event["mqtt"]
-        return body
+        """The next ``mqtt.sub`` body (``{"topic": ..., "qos": ...}``)."""
+        return await self._receive_body("mqtt.sub", timeout)
 
     async def receive_dead_letter(self, timeout: float = 1) -> dict[str, Any]:
         """The next ``mqtt.dead_letter`` body (``{"error": ...}``): the application refused the
         message it was handling as bad input, and the bridge would record it and carry on."""
+        return await self._receive_body("mqtt.dead_letter", timeout)
+
+    async def _receive_body(self, kind: str, timeout: float) -> dict[str, Any]:
         event = await self.receive_output(timeout)
-        if event.get("type") != "mqtt.dead_letter":
-            raise AssertionError(f"expected an mqtt.dead_letter event, got {event!r}")
+        if event.get("type") != kind:
+            raise AssertionError(f"expected an {kind} event, got {event!r}")
         body: dict[str, Any] = event["mqtt"]
         return body
 

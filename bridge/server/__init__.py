@@ -22,7 +22,7 @@ One QoS 1 message's way, file by file (``mqttbridge.`` left out)::
                           instance found or started (registry.py lookup/spawn, scope from
                           protocol/build.py); AckTracker.hold and Instance.put
                           (instances.py); matching mqtt.sub holders (subscriptions.py);
-                          AckTracker.settle
+                          a message no instance took is acknowledged in turn (settle)
     server/registry.py    the instance's task runs app(scope, Instance.receive, Instance.send):
                           for Python routes the user's application, through its middleware
                           to routing.py TopicRouter.__call__ (a dict lookup by the scope's
@@ -38,8 +38,9 @@ and back::
     server/outbound.py    Outbound.handle_send: protocol/events.py validate_event, then
                           MqttClient.publish (mqtt/client.py) -> paho -> one write per loop pass
     consumers/base.py     the handler returns; the consumer calls receive() again
-    server/instances.py   Instance.finish_current -> AckTracker.release (acks.py): in arrival
-                          order -> BrokerLink.ack (link.py) -> MqttClient.ack (mqtt/client.py)
+    server/instances.py   Instance.receive releases the previous message -> AckTracker.release
+                          (acks.py): in arrival order -> BrokerLink.ack (link.py) ->
+                          MqttClient.ack (mqtt/client.py)
 
 ``server.py`` is on neither path: it starts and stops the parts, and only an instance's end
 fans out from it (to outbound, dispatch and mqttasgi).
