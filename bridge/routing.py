@@ -23,9 +23,11 @@ from mqttbridge.protocol.topics import TopicPattern, compile_pattern
 __all__ = [
     "Route",
     "TopicRouter",
+    "as_application",
     "consumer_problem",
     "find_topic_router",
     "handles_mqtt",
+    "label",
     "not_mqtt_consumer",
     "topic",
 ]
@@ -46,7 +48,7 @@ class Route:
         self.pattern: TopicPattern = compile_pattern(pattern)
         self.app = app
         self.qos = qos
-        self.name = name or _app_name(app)
+        self.name = name or label(app)
 
     def __repr__(self) -> str:
         return f"<Route {self.pattern.pattern!r} -> {self.name} qos={self.qos}>"
@@ -90,7 +92,8 @@ class TopicRouter:
         if route_info is None:
             raise ValueError(
                 "TopicRouter needs scope['topic_route'], which the bridge sets for routed "
-                "instances; a master (app_id 0) instance cannot be routed by topic"
+                "instances; a master (app_id 0) instance cannot be routed by topic (is the "
+                "TopicRouter wrapped by middleware that does not keep it as `.inner`?)"
             )
         route = self._by_pattern.get(route_info["pattern"])
         if route is None:
@@ -99,19 +102,31 @@ class TopicRouter:
 
 
 def find_topic_router(application: Any) -> TopicRouter | None:
-    """Find the TopicRouter under a ProtocolTypeRouter and any middleware wrapping it."""
-    seen = 0
+    """The TopicRouter that serves the application's "mqtt" scopes, or None (an mqttasgi
+    application, a single consumer).
+
+    Follows only what Channels documents: a ``ProtocolTypeRouter``'s "mqtt" entry, and
+    middleware's ``inner`` application (Channels' middleware keep what they wrap there).
+    Middleware that keeps it under another name hides the router; the application then runs
+    as an mqttasgi master, and its TopicRouter says so on start-up.
+    """
+    from channels.routing import ProtocolTypeRouter
+
     node = application
-    while node is not None and seen < 20:
-        seen += 1
+    for _ in range(_MAX_WRAPPERS):
         if isinstance(node, TopicRouter):
             return node
-        mapping = getattr(node, "application_mapping", None)
-        if isinstance(mapping, dict):
-            node = mapping.get("mqtt")
-            continue
-        node = getattr(node, "inner", None) or getattr(node, "app", None)
+        if isinstance(node, ProtocolTypeRouter):
+            node = node.application_mapping.get("mqtt")
+        else:
+            node = getattr(node, "inner", None)
+        if node is None:
+            return None
     return None
+
+
+# Deeper than any middleware stack: a cycle of wrappers must not hang the start-up.
+_MAX_WRAPPERS = 20
 
 
 def consumer_problem(app: Any) -> str | None:
@@ -142,7 +157,14 @@ def not_mqtt_consumer(consumer: type) -> str:
     )
 
 
-def _app_name(app: Any) -> str:
+def as_application(target: Any) -> Any:
+    """The ASGI application for ``target``: a consumer class's ``as_asgi()``, else itself."""
+    as_asgi = getattr(target, "as_asgi", None) if isinstance(target, type) else None
+    return as_asgi() if callable(as_asgi) else target
+
+
+def label(app: Any) -> str:
+    """The dotted name logs and dead-letter records give an application: its consumer class."""
     consumer = getattr(app, "consumer_class", None)
     target = consumer if consumer is not None else app
     module = getattr(target, "__module__", "")

@@ -28,9 +28,9 @@ from typing import Any
 from asgiref.testing import ApplicationCommunicator
 
 from mqttbridge.django_setup import MEMORY_LAYERS, ensure_django
-from mqttbridge.protocol.events import validate_dead_letter, validate_publish, validate_subscribe
+from mqttbridge.protocol import build
+from mqttbridge.protocol.events import validate_event
 from mqttbridge.protocol.topics import compile_pattern
-from mqttbridge.protocol.typing import ASGI_SPEC_VERSION
 
 __all__ = ["MqttCommunicator"]
 
@@ -55,13 +55,7 @@ class _CheckedApp:
             return event
 
         async def checked_send(event: dict[str, Any]) -> None:
-            kind = event.get("type")
-            if kind == "mqtt.pub":
-                validate_publish(event.get("mqtt"), self.max_payload_bytes)
-            elif kind in ("mqtt.sub", "mqtt.usub"):
-                validate_subscribe(event.get("mqtt"), need_qos=kind == "mqtt.sub")
-            elif kind == "mqtt.dead_letter":
-                validate_dead_letter(event.get("mqtt"), handling)
+            validate_event(event, handling, self.max_payload_bytes)
             await send(event)
 
         await self.application(scope, tracked_receive, checked_send)
@@ -86,30 +80,23 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
         # A plain pytest run has no settings module; consumers still need settings for their
         # channel layer. As `mqttbridge` does: the project's settings if there are any.
         ensure_django(MEMORY_LAYERS)
-        full_scope: dict[str, Any] = {
-            "type": "mqtt",
-            "asgi": {"version": "3.0", "spec_version": ASGI_SPEC_VERSION},
-            "client_id": client_id,
-            "broker": "mqtt://testing",
-        }
+        # Built by the code the bridge builds them with (protocol.build): no drift.
+        broker = "mqtt://testing"
+        if app_id is not None:
+            full_scope = build.mqttasgi_scope(client_id, broker, app_id)
+        else:
+            full_scope = build.base_scope(client_id, broker)
         if route is not None:
             pattern = compile_pattern(route)
             kwargs = pattern.match(topic) if topic is not None else {}
             if kwargs is None:
                 raise ValueError(f"topic {topic!r} does not match route {route!r}")
-            full_scope["topic_route"] = {
-                "pattern": route,
-                "filter": pattern.filter,
-                "kwargs": kwargs,
-            }
-        if app_id is not None:
-            full_scope["app_id"] = app_id
-            full_scope["instance_type"] = "master" if app_id == 0 else "worker"
+            full_scope["topic_route"] = build.topic_route(pattern, kwargs)
         full_scope.update(scope or {})
         super().__init__(_CheckedApp(application, max_payload_bytes), full_scope)
 
     async def connect(self, timeout: float = 1) -> None:
-        await self.send_input({"type": "mqtt.connect", "mqtt": {}})
+        await self.send_input(build.connect_event())
         # Let connect() run, and surface its exception if it raised.
         await self._settle(timeout)
 
@@ -126,17 +113,7 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
         if isinstance(payload, str):
             payload = payload.encode()
         await self.send_input(
-            {
-                "type": "mqtt.msg",
-                "mqtt": {
-                    "topic": topic,
-                    "payload": payload,
-                    "qos": qos,
-                    "retain": retain,
-                    "dup": dup,
-                    "properties": properties or {},
-                },
-            }
+            build.message_event(topic, payload, qos, retain, dup, properties or {})
         )
 
     async def receive_event(self, timeout: float = 1) -> dict[str, Any]:
@@ -144,30 +121,26 @@ class MqttCommunicator(ApplicationCommunicator):  # type: ignore[misc]
 
     async def receive_publish(self, timeout: float = 1) -> dict[str, Any]:
         """The next ``mqtt.pub`` body the application sent; fails if it sent something else."""
-        event = await self.receive_output(timeout)
-        if event.get("type") != "mqtt.pub":
-            raise AssertionError(f"expected an mqtt.pub event, got {event!r}")
-        body: dict[str, Any] = event["mqtt"]
-        return body
+        return await self._receive_body("mqtt.pub", timeout)
 
     async def receive_subscribe(self, timeout: float = 1) -> dict[str, Any]:
-        event = await self.receive_output(timeout)
-        if event.get("type") != "mqtt.sub":
-            raise AssertionError(f"expected an mqtt.sub event, got {event!r}")
-        body: dict[str, Any] = event["mqtt"]
-        return body
+        """The next ``mqtt.sub`` body (``{"topic": ..., "qos": ...}``)."""
+        return await self._receive_body("mqtt.sub", timeout)
 
     async def receive_dead_letter(self, timeout: float = 1) -> dict[str, Any]:
         """The next ``mqtt.dead_letter`` body (``{"error": ...}``): the application refused the
         message it was handling as bad input, and the bridge would record it and carry on."""
+        return await self._receive_body("mqtt.dead_letter", timeout)
+
+    async def _receive_body(self, kind: str, timeout: float) -> dict[str, Any]:
         event = await self.receive_output(timeout)
-        if event.get("type") != "mqtt.dead_letter":
-            raise AssertionError(f"expected an mqtt.dead_letter event, got {event!r}")
+        if event.get("type") != kind:
+            raise AssertionError(f"expected an {kind} event, got {event!r}")
         body: dict[str, Any] = event["mqtt"]
         return body
 
     async def disconnect(self, reason: str = "test", timeout: float = 1) -> None:
-        await self.send_input({"type": "mqtt.disconnect", "mqtt": {"reason": reason}})
+        await self.send_input(build.disconnect_event(reason))
         await self.wait(timeout)
 
     async def _settle(self, timeout: float) -> None:

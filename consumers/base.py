@@ -12,8 +12,9 @@ Two things differ from stock ``AsyncConsumer``, both for the per-message cost:
   call) or in ``SyncMqttConsumer``, whose handlers run in the ORM thread as Channels' do.
 * ``__call__`` does not use ``await_many_dispatch`` (an ``asyncio.wait`` and task churn per
   event). The MQTT stream is read in a plain loop; the consumer's channel on the layer is read
-  by a second loop, started once the channel's name has been handed out (``groups`` or
-  ``self.channel_name``), and a lock keeps handling one event at a time, as Channels promises.
+  by a second loop, started once the channel's name has been handed out (``groups``,
+  ``self.channel_name`` or ``listen_on_channel()``), and a lock keeps handling one event at a
+  time, as Channels promises.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from channels.consumer import AsyncConsumer, SyncConsumer, get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
+
+from mqttbridge.protocol.events import LayerEventFailed
 
 __all__ = ["InvalidPayload", "JsonMqttConsumer", "MqttConsumer", "SyncMqttConsumer"]
 
@@ -83,7 +86,16 @@ class _MqttRunner:
 
     @property
     def channel_name(self) -> str:
-        """This instance's channel on the layer; reading it starts listening on it.
+        """This instance's channel on the layer. Handing it out starts listening on it: reading
+        it calls ``listen_on_channel()``, as Channels code passes ``self.channel_name`` on."""
+        return self.listen_on_channel()
+
+    @channel_name.setter
+    def channel_name(self, value: str) -> None:
+        self._channel_name = value
+
+    def listen_on_channel(self) -> str:
+        """Start receiving this instance's channel-layer messages (once); return the channel.
 
         A channel nobody knows the name of gets no messages, so an instance only pays for a
         layer receive loop (a task and a queue: memory, times 10,000 devices) once its name
@@ -102,10 +114,6 @@ class _MqttRunner:
             else:  # SyncMqttConsumer code runs in a worker thread
                 self._loop.call_soon_threadsafe(self._start_layer_pump)
         return self._channel_name
-
-    @channel_name.setter
-    def channel_name(self, value: str) -> None:
-        self._channel_name = value
 
     def _start_layer_pump(self) -> None:
         # In the instance's own context: started from a SyncMqttConsumer's worker thread, the
@@ -135,7 +143,7 @@ class _MqttRunner:
                             # Redis may be down: handle MQTT now, join once the layer is back.
                             logger.warning("cannot join groups %s yet (%s)", groups, exc)
                             self._rejoin = True
-                        self.channel_name  # noqa: B018 - start listening on the layer
+                        self.listen_on_channel()
                 await self._pump_mqtt(receive)
             except asyncio.CancelledError:
                 if self._layer_failed is not None:
@@ -173,10 +181,10 @@ class _MqttRunner:
         assert self._layer_failed is not None
         exc = self._layer_failed.exception()
         assert exc is not None
-        if not isinstance(exc, StopConsumer):
-            # Tells the bridge the failure was a layer event's, not the current MQTT message's.
-            exc.mqttbridge_layer_event = True  # type: ignore[attr-defined]
-        raise exc
+        if isinstance(exc, StopConsumer):
+            raise exc
+        # Tells the bridge the failure was a layer event's, not the current MQTT message's.
+        raise LayerEventFailed(exc) from exc
 
     async def _join_groups(self, groups: list[str]) -> None:
         for group in groups:

@@ -67,3 +67,21 @@ async def test_router_without_topic_route_explains_itself():
     router = TopicRouter([topic("a/{x}", apps.RecordingConsumer.as_asgi())])
     with pytest.raises(ValueError, match="needs scope\\['topic_route'\\]"):
         await router({"type": "mqtt"}, None, None)
+
+
+def test_the_router_is_found_through_channels_own_middleware_stack():
+    from channels.auth import AuthMiddlewareStack
+
+    router = TopicRouter([topic("a/{x}", apps.RecordingConsumer.as_asgi())])
+    assert find_topic_router(ProtocolTypeRouter({"mqtt": AuthMiddlewareStack(router)})) is router
+
+
+def test_finding_the_router_follows_only_what_channels_documents():
+    router = TopicRouter([topic("a/{x}", apps.RecordingConsumer.as_asgi())])
+
+    class KeepsItElsewhere:
+        def __init__(self, app):
+            self.app = app
+
+    assert find_topic_router(ProtocolTypeRouter({"mqtt": KeepsItElsewhere(router)})) is None
+    assert find_topic_router(ProtocolTypeRouter({"http": router})) is None

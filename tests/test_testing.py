@@ -164,3 +164,16 @@ def test_the_documented_test_passes_in_a_plain_user_project(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+class _SendsUnknown(apps.CountingJson):
+    async def receive_json(self, content, message):
+        await self.send({"type": "mqtt.publish", "mqtt": {"topic": "a"}})
+
+
+async def test_an_event_the_bridge_does_not_know_fails_the_test_as_it_fails_in_the_bridge():
+    communicator = MqttCommunicator(_SendsUnknown.as_asgi(), "count/{device_id}", topic="count/c1")
+    await communicator.connect()
+    await communicator.send_message("count/c1", b"{}")
+    with pytest.raises(InvalidEvent, match=r"unknown event type 'mqtt\.publish'"):
+        await communicator.wait(1)

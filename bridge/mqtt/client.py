@@ -5,8 +5,9 @@ Why not ``loop_start()`` or aiomqtt: the per-message path is the product. A paho
 thread hop per message; aiomqtt adds a queue and a task switch per message. Here paho is driven
 from the event loop with ``add_reader`` (as paho's own external-loop examples do), and its
 socket reads are buffered: paho asks the socket for one byte, then the length, then the body,
-so three ``recv`` calls per packet; ``_BufferedClient`` reads up to 64 KiB at once and serves
-paho from memory, then the bridge drains every complete packet in one callback.
+so three ``recv`` calls per packet; ``BufferedClient`` reads up to 64 KiB at once and serves
+paho from memory, then the bridge drains every complete packet in one callback. Every use of
+paho's private API is in ``paho_private``, so a paho upgrade is checked in one place.
 
 This module owns the connection: connect, say why an attempt failed (``_connect_errors``) and
 stop if the first one failed in a way no retry can fix, reconnect with backoff and jitter,
@@ -35,12 +36,19 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from mqttbridge.config.schema import BrokerConfig
 from mqttbridge.mqtt.connect_errors import ClosedBeforeConnack, ConnectFailure, diagnose, refused
+from mqttbridge.mqtt.paho_private import (
+    BufferedClient,
+    keep_ping_pending,
+    set_max_inflight,
+    ssl_context,
+)
 
 __all__ = ["BrokerUnusable", "ConnectionLost", "MqttClient", "OutboundQueueFull", "PublishFailed"]
 
 logger = logging.getLogger(__name__)
 
-_READ_CHUNK = 65536
+_BufferedClient = BufferedClient  # its former name here
+
 # Packets handled per reader callback before yielding to other tasks.
 _MAX_PACKETS_PER_WAKEUP = 2000
 # How long to wait for CONNACK before trying again (seconds).
@@ -64,55 +72,6 @@ class ConnectionLost(RuntimeError):
 class BrokerUnusable(RuntimeError):
     """The first connection failed in a way no retry can fix (a certificate that does not
     verify, a refused password): ``str()`` is one line naming the setting to change."""
-
-
-class _BufferedClient(paho.Client):
-    """paho's client with reads served from a 64 KiB buffer instead of one syscall per field."""
-
-    _rbuf: bytes = b""
-    _rpos: int = 0
-    # What the last failed read raised: paho only logs it, and a TLS alert is the one place
-    # that says why the broker closed (e.g. it wanted a client certificate).
-    read_error: OSError | None = None
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        pos = self._rpos
-        buf = self._rbuf
-        if pos >= len(buf):
-            try:
-                buf = super()._sock_recv(_READ_CHUNK)
-            except BlockingIOError:
-                raise  # nothing to read yet
-            except OSError as exc:
-                self.read_error = exc
-                raise
-            if not buf:
-                return b""
-            self._rbuf = buf
-            pos = 0
-        end = pos + bufsize
-        self._rpos = end
-        return buf[pos:end]
-
-    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
-        # paho walks its per-filter callback matcher (message_callback_add) for every message;
-        # the bridge registers none and routes itself. Calling on_message directly is +24%
-        # QoS 0 throughput (docs/benchmarks.md).
-        on_message = self._on_message
-        if on_message is None:
-            return
-        try:
-            on_message(self, self._userdata, message)
-        except Exception:
-            logger.exception("error handling a message on %r", message._topic)
-
-    def buffered(self) -> bool:
-        return self._rpos < len(self._rbuf)
-
-    def reset_buffer(self) -> None:
-        self._rbuf = b""
-        self._rpos = 0
-        self.read_error = None
 
 
 class MqttClient:
@@ -160,7 +119,7 @@ class MqttClient:
 
     # -- construction -----------------------------------------------------------------------
 
-    def _make_client(self) -> _BufferedClient:
+    def _make_client(self) -> BufferedClient:
         cfg = self.config
         v5 = cfg.protocol == "5"
         kwargs: dict[str, Any] = {
@@ -174,7 +133,7 @@ class MqttClient:
         }
         if not v5:
             kwargs["clean_session"] = cfg.clean_start
-        client = _BufferedClient(**kwargs)
+        client = BufferedClient(**kwargs)
         if cfg.scheme in ("ws", "wss"):
             client.ws_set_options(path=cfg.path or "/mqtt")
         if cfg.scheme in ("mqtts", "wss"):
@@ -288,7 +247,7 @@ class MqttClient:
                 permanent=False,
             )
         except OSError as exc:  # refused, reset, TLS errors, ClosedBeforeConnack
-            tls_context = self._client._ssl_context if cfg.uses_tls else None
+            tls_context = ssl_context(self._client) if cfg.uses_tls else None
             return await loop.run_in_executor(
                 None, diagnose, exc, cfg, self.host, self.port, tls_context
             )
@@ -408,7 +367,7 @@ class MqttClient:
             # Not reading (backpressure), so PINGRESPs wait unread in the socket: keep pinging so
             # the broker sees us alive, and don't let paho take the missing PINGRESP for a dead
             # link (it closes once a PINGREQ is unanswered for a keepalive).
-            self._client._ping_t = 0
+            keep_ping_pending(self._client)
             self._last_read = now
         elif keepalive and now - self._last_read > 1.5 * keepalive:
             # paho alone notices a dead link (broker paused, cable pulled) only after up to two
@@ -469,7 +428,7 @@ class MqttClient:
         # when a limit is set, which made a 10,000-message backlog take seconds to drain.
         # paho's setter refuses a connected client, and the value is only known now (CONNACK).
         receive_maximum = getattr(props, "ReceiveMaximum", 0) if props is not None else 0
-        self._client._max_inflight_messages = receive_maximum if 0 < receive_maximum < 65535 else 0
+        set_max_inflight(self._client, receive_maximum if 0 < receive_maximum < 65535 else 0)
         session_present = bool(getattr(flags, "session_present", False))
         logger.info(
             "connected to %s as %r (session present: %s)",

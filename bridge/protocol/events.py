@@ -16,9 +16,11 @@ from mqttbridge.protocol.topics import TopicError, validate_filter, validate_pub
 
 __all__ = [
     "InvalidEvent",
+    "LayerEventFailed",
     "Publish",
     "is_qos",
     "validate_dead_letter",
+    "validate_event",
     "validate_publish",
     "validate_qos",
     "validate_subscribe",
@@ -27,6 +29,15 @@ __all__ = [
 
 class InvalidEvent(ValueError):
     """An application sent an event the bridge cannot carry out; the message says why."""
+
+
+class LayerEventFailed(Exception):
+    """A consumer's channel-layer handler raised ``error`` (its ``__cause__``): the instance
+    ends, but no MQTT message is to blame, so none is dead-lettered (docs/guarantees.md)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,3 +134,26 @@ def validate_dead_letter(body: Any, handling: dict[str, Any] | None) -> str:
     if not isinstance(error, str) or not error:
         raise InvalidEvent(f"mqtt.dead_letter's 'error' must be a non-empty str, got {error!r}")
     return error
+
+
+def validate_event(
+    event: Any, handling: dict[str, Any] | None, max_payload_bytes: int
+) -> tuple[str, Any]:
+    """Check any event an application sends, as the bridge and ``MqttCommunicator`` both do;
+    return its type and what to carry out: a ``Publish`` (``mqtt.pub``), ``(filter, qos)``
+    (``mqtt.sub``, ``mqtt.usub``), the error to record (``mqtt.dead_letter``) or mqttasgi's
+    ``command`` dict (``mqttasgi.worker.spawn``/``kill``). ``handling`` is the event the
+    application is handling (None once it asked for the next)."""
+    kind = event.get("type") if isinstance(event, dict) else None
+    if kind == "mqtt.pub":
+        return kind, validate_publish(event.get("mqtt"), max_payload_bytes)
+    if kind == "mqtt.sub" or kind == "mqtt.usub":
+        return kind, validate_subscribe(event.get("mqtt"), need_qos=kind == "mqtt.sub")
+    if kind == "mqtt.dead_letter":
+        return kind, validate_dead_letter(event.get("mqtt"), handling)
+    if kind == "mqttasgi.worker.spawn" or kind == "mqttasgi.worker.kill":
+        return kind, event.get("command") or {}
+    raise InvalidEvent(
+        f"unknown event type {kind!r}: an mqtt application may send 'mqtt.pub', "
+        "'mqtt.sub', 'mqtt.usub' or 'mqtt.dead_letter'"
+    )

@@ -1,9 +1,14 @@
-"""Application instances and acknowledgements: the per-message path between paho and a consumer.
+"""Application instances: the hand-off between the bridge and one consumer, and how it ended.
 
 An instance is one running ASGI application (one consumer object) with its own inbound queue,
 like daphne's per-connection instances and asgiref's ``StatelessServer``. Its ``receive`` is the
 whole hand-off: a deque and, only when the queue is empty, one future. No ``asyncio.Queue``, no
 task per message, no ``asyncio.wait``.
+
+As daphne hands each instance ``receive=queue.get, send=partial(handle_reply, protocol)`` and
+nothing more, an instance knows three callbacks and nothing of the server: ``release`` (it is
+done with a message: acknowledgements), ``drained`` (it caught up after holding reads back:
+backpressure) and ``send`` (what the application sends: the outbound side).
 
 Acknowledgement after handling falls out of the ASGI contract: a consumer asks for its next
 event only once its handler for the previous one has returned, so when ``receive()`` is called
@@ -14,75 +19,64 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import enum
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from mqttbridge.server.server import Server
+from mqttbridge.protocol.events import LayerEventFailed
+from mqttbridge.server.acks import AckToken
 
-__all__ = ["AckToken", "AckTracker", "Instance"]
+__all__ = ["Ending", "Instance", "classify_ending"]
 
-
-class AckToken:
-    """One received QoS 1/2 message, acknowledged once every instance it went to handled it."""
-
-    __slots__ = ("generation", "handled", "mid", "qos", "remaining")
-
-    def __init__(self, mid: int, qos: int, generation: int) -> None:
-        self.mid = mid
-        self.qos = qos
-        self.generation = generation
-        self.remaining = 0
-        self.handled = False
+Item = tuple[dict[str, Any], AckToken | None]
 
 
-class AckTracker:
-    """Sends PUBACK/PUBCOMP in the order the PUBLISHes arrived (MQTT 3.1.1 4.6, MQTT 5 4.6)."""
+class Ending(enum.Enum):
+    """How an instance's application call ended; decides what becomes of its messages."""
 
-    def __init__(self, send_ack: Callable[[int, int], None]) -> None:
-        self._send_ack = send_ack
-        self._pending: collections.deque[AckToken] = collections.deque()
-        self._generation = 0
+    #: It returned: ``mqtt.disconnect`` handled, or ``StopConsumer`` from a layer handler.
+    RETURNED = "returned"
+    #: Cut off mid-handler (shutdown timeout, second signal): its message is not handled.
+    CANCELLED = "cancelled"
+    #: Raised handling an ``mqtt.msg``: that message is dead-lettered (a poison message).
+    CRASHED_ON_MESSAGE = "crashed on a message"
+    #: A channel-layer handler raised: no MQTT message is to blame.
+    CRASHED_ON_LAYER_EVENT = "crashed on a layer event"
+    #: Raised starting (``connect()``, joining groups) or closing: a fresh instance would fail
+    #: the same way, so its queued messages are dead-lettered rather than retried in a loop.
+    CRASHED_OUTSIDE_MESSAGE = "crashed outside a message"
 
-    def track(self, mid: int, qos: int) -> AckToken:
-        token = AckToken(mid, qos, self._generation)
-        self._pending.append(token)
-        return token
+    @property
+    def crashed(self) -> bool:
+        return self not in (Ending.RETURNED, Ending.CANCELLED)
 
-    def settle(self, token: AckToken) -> None:
-        """A message no instance holds (unrouted, rejected) is handled now; ack in turn."""
-        if token.remaining == 0:
-            token.remaining = 1
-            self.release(token)
-
-    def release(self, token: AckToken) -> None:
-        token.remaining -= 1
-        if token.remaining > 0:
-            return
-        token.handled = True
-        pending = self._pending
-        while pending and pending[0].handled:
-            done = pending.popleft()
-            if done.generation == self._generation:
-                self._send_ack(done.mid, done.qos)
-
-    def connection_lost(self) -> None:
-        """Message ids belong to the connection: the broker redelivers what was not acked."""
-        self._generation += 1
-        self._pending.clear()
-
-    def __len__(self) -> int:
-        return len(self._pending)
+    @property
+    def retries_queued(self) -> bool:
+        """Whether messages queued behind the end go to a fresh instance."""
+        return self is not Ending.CRASHED_OUTSIDE_MESSAGE
 
 
-_Item = tuple[dict[str, Any], AckToken | None]
+def classify_ending(error: BaseException | None, cancelled: bool, current: Item | None) -> Ending:
+    """Decide, once, how an instance ended from what its task raised and what it handled."""
+    if cancelled:
+        return Ending.CANCELLED
+    if error is None:
+        return Ending.RETURNED
+    if isinstance(error, LayerEventFailed):
+        return Ending.CRASHED_ON_LAYER_EVENT
+    if current is not None and current[0]["type"] == "mqtt.msg":
+        return Ending.CRASHED_ON_MESSAGE
+    return Ending.CRASHED_OUTSIDE_MESSAGE
 
 
 class Instance:
     """One application instance: its task, its inbound queue and what it is handling now."""
 
     __slots__ = (
+        "_drained",
+        "_release",
+        "_send",
         "app_id",
         "closing",
         "current",
@@ -91,31 +85,43 @@ class Instance:
         "label",
         "last_used",
         "loop",
+        "paused",
         "scope",
-        "server",
         "subscriptions",
         "task",
         "waiter",
     )
 
-    def __init__(self, server: Server, key: Any, label: str, scope: dict[str, Any]) -> None:
-        self.server = server
+    def __init__(
+        self,
+        key: Any,
+        label: str,
+        scope: dict[str, Any],
+        *,
+        release: Callable[[AckToken], None],
+        drained: Callable[[Instance], None],
+        send: Callable[[Instance, dict[str, Any]], None],
+    ) -> None:
         self.key = key
         self.label = label
         self.scope = scope
         self.app_id = scope.get("app_id")
+        self._release = release
+        self._drained = drained
+        self._send = send
         self.loop = asyncio.get_running_loop()
-        self.items: collections.deque[_Item] = collections.deque()
+        self.items: collections.deque[Item] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
-        self.current: _Item | None = None
+        self.current: Item | None = None
         self.task: asyncio.Task[None] | None = None
         self.last_used = time.monotonic()
         self.closing = False
+        #: Set while its full queue holds reads from the broker back (see ``drained``).
+        self.paused = False
         self.subscriptions: set[str] = set()
 
     def put(self, event: dict[str, Any], token: AckToken | None) -> None:
-        if token is not None:
-            token.remaining += 1
+        """Queue an event; the caller holds ``token`` for this instance (``AckTracker.hold``)."""
         self.items.append((event, token))
         waiter = self.waiter
         if waiter is not None:
@@ -123,31 +129,40 @@ class Instance:
             if not waiter.done():
                 waiter.set_result(None)
 
-    def finish_current(self) -> _Item | None:
+    def finish_current(self) -> Item | None:
         """Mark the event being handled as handled; return it."""
         item = self.current
         if item is not None:
             self.current = None
             token = item[1]
             if token is not None:
-                self.server.acks.release(token)
+                self._release(token)
         return item
 
+    def take_queued_messages(self) -> list[Item]:
+        """Empty the queue (the instance ended); return the MQTT messages it held."""
+        leftovers = [item for item in self.items if item[0]["type"] == "mqtt.msg"]
+        self.items.clear()
+        return leftovers
+
     async def receive(self) -> dict[str, Any]:
-        if self.current is not None:
-            self.finish_current()
+        item = self.current
+        if item is not None:  # finish_current(), inlined: once per message
+            self.current = None
+            if item[1] is not None:
+                self._release(item[1])
         items = self.items
         while not items:
             self.waiter = self.loop.create_future()
             await self.waiter
         item = items.popleft()
         self.current = item
-        if self.server.paused_by and self in self.server.paused_by:
-            self.server.queue_drained(self)
+        if self.paused:
+            self._drained(self)
         return item[0]
 
     async def send(self, event: dict[str, Any]) -> None:
-        self.server.handle_send(self, event)
+        self._send(self, event)
 
     def idle(self) -> bool:
         return not self.items and self.current is None

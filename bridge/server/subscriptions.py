@@ -26,14 +26,23 @@ def _match_filter(topic_filter: str) -> str:
 
 
 class DynamicSubscriptions:
+    """The instances each application-made filter delivers to, and the broker subscriptions
+    they need."""
+
     def __init__(self) -> None:
         self._targets: dict[str, set[Instance]] = {}
         self._matcher = MQTTMatcher()
-        #: Broker filter -> QoS of the routes' subscriptions, which outlive any application's.
-        self.route_filters: dict[str, int] = {}
+        #: The routes' own (static) subscriptions, broker filter -> QoS: they outlive any
+        #: application's subscription to the same filter, at no lower a QoS.
+        self.route_subscriptions: dict[str, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self._targets)
+
+    def add_route(self, client: MqttClient, topic_filter: str, qos: int) -> None:
+        """Subscribe for a route, for as long as the bridge runs."""
+        self.route_subscriptions[topic_filter] = qos
+        client.subscribe(topic_filter, qos)
 
     def instances_for(self, topic: str) -> Iterator[set[Instance]]:
         return self._matcher.iter_match(topic)  # type: ignore[no-any-return]
@@ -46,7 +55,7 @@ class DynamicSubscriptions:
             self._matcher[match_filter] = targets
         targets.add(inst)
         inst.subscriptions.add(topic_filter)
-        client.subscribe(topic_filter, max(qos, self.route_filters.get(topic_filter, 0)))
+        client.subscribe(topic_filter, max(qos, self.route_subscriptions.get(topic_filter, 0)))
 
     def drop(self, client: MqttClient | None, inst: Instance, topic_filter: str) -> None:
         """Forget ``inst``'s subscription; unsubscribe at the broker when nobody needs it
@@ -63,7 +72,7 @@ class DynamicSubscriptions:
         del self._matcher[match_filter]
         if client is None:
             return
-        route_qos = self.route_filters.get(topic_filter)
+        route_qos = self.route_subscriptions.get(topic_filter)
         if route_qos is None:
             client.unsubscribe(topic_filter)
         else:  # a route needs this filter too: keep it, at the route's QoS

@@ -8,6 +8,7 @@ import pytest
 
 from mqttbridge.protocol.events import (
     InvalidEvent,
+    LayerEventFailed,
     Publish,
     validate_dead_letter,
     validate_publish,
@@ -130,3 +131,9 @@ def test_dead_letter_is_only_for_the_message_being_handled(handling: Any) -> Non
 )
 def test_an_invalid_dead_letter_is_refused(body: Any, message: str) -> None:
     assert refusal(validate_dead_letter, body, MSG) == message
+
+
+def test_a_layer_event_failure_says_what_the_handler_raised():
+    failure = LayerEventFailed(ValueError("no such device"))
+    assert str(failure) == "ValueError: no such device"
+    assert isinstance(failure.error, ValueError)

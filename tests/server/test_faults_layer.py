@@ -104,7 +104,7 @@ async def test_reads_resume_when_the_instance_that_paused_them_crashes(mosquitto
             device.client.publish("slow/s1", b"crash" if i == 30 else str(i), qos=0)
         await wait_until(lambda: len(apps.EVENTS) == 59, timeout=20, what="the other 59 handled")
     assert server.stats["backpressure"] >= 1 and server.stats["instance_errors"] == 1
-    assert not server.paused_by
+    assert not server.dispatch.paused_by
 
 
 async def test_confirm_pending_at_shutdown_fails_fast_instead_of_timing_out(mosquitto, run_bridge):

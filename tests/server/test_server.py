@@ -259,7 +259,7 @@ async def test_dead_letter_event_outside_a_message_is_an_invalid_event(mosquitto
         await wait_until(inst.idle, what="the message handled")
     event = {"type": "mqtt.dead_letter", "mqtt": {"error": "late"}}
     with pytest.raises(InvalidEvent, match=r"only while handling an 'mqtt\.msg'"):
-        server.handle_send(inst, event)
+        await inst.send(event)
 
 
 async def test_mqttasgi_application_runs_unchanged(mosquitto, run_bridge):
@@ -348,7 +348,7 @@ async def test_topic_that_is_not_utf8_is_rejected_and_dead_lettered(mosquitto, r
         # Brokers refuse such topics from clients, so hand the bridge the packet directly.
         message = paho.MQTTMessage(mid=0, topic=b"sensors/\xff/data")
         message.payload = b"x"
-        server._on_message(message)
+        server.dispatch.on_message(message)
         record = json.loads((await next_message(device)).payload)
     assert record["topic"] is None
     assert record["error"].startswith("topic is not valid UTF-8")
@@ -419,10 +419,8 @@ async def test_unsubscribing_a_routes_filter_keeps_the_route(mosquitto, run_brid
         device.publish("sensors/u1/data", b"first", qos=1)
         await wait_until(lambda: _msgs(), what="instance")
         inst = next(iter(server.instances.values()))
-        server.handle_send(
-            inst, {"type": "mqtt.sub", "mqtt": {"topic": "sensors/+/data", "qos": 0}}
-        )
-        server.handle_send(inst, {"type": "mqtt.usub", "mqtt": {"topic": "sensors/+/data"}})
+        await inst.send({"type": "mqtt.sub", "mqtt": {"topic": "sensors/+/data", "qos": 0}})
+        await inst.send({"type": "mqtt.usub", "mqtt": {"topic": "sensors/+/data"}})
         assert server.client.subscriptions["sensors/+/data"] == 1
         device.publish("sensors/u1/data", b"second", qos=1)
         await wait_until(lambda: len(_msgs()) == 2, what="message after the unsubscribe")
@@ -513,7 +511,7 @@ async def test_publish_property_of_the_wrong_type_is_an_invalid_event(mosquitto,
         "mqtt": {"topic": "a/b", "payload": b"x", "properties": {"message_expiry_interval": -1}},
     }
     with pytest.raises(InvalidEvent, match="bad MQTT 5 property value"):
-        server.handle_send(inst, event)
+        await inst.send(event)
 
 
 async def test_mqttasgi_master_spawns_and_kills_workers(mosquitto, run_bridge):
