@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> No
     from bench import consumers
     from mqttbridge.config.schema import parse_config
     from mqttbridge.django_setup import ensure_django
-    from mqttbridge.routing import topic
+    from mqttbridge.routing import as_application, topic
     from mqttbridge.server.server import Server
 
     config = parse_config(config_text(args), "<bench>")
@@ -74,7 +74,7 @@ async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> No
     consumers.PongConsumer.qos = args.qos
     consumers.MqttasgiCountingConsumer.qos = args.qos
     routes = [
-        topic(r.topic, r.consumer_class.as_asgi(), qos=r.qos, name=r.consumer)  # type: ignore[union-attr]
+        topic(r.topic, as_application(r.consumer_class), qos=r.qos, name=r.consumer)
         for r in config.routes
     ]
     application = (
@@ -115,8 +115,6 @@ async def run(args: argparse.Namespace, profiler: cProfile.Profile | None) -> No
         server.request_stop()
         await serving
         return
-    for n in range(1, args.intake_tasks):
-        server._spawn_task(server._serve_channel_layer(), f"bench-extra-intake-{n}")
     if args.mode == "mqttasgi-app":
         await _subscribed(server, consumers.MqttasgiCountingConsumer.topic)
     emit("ready", pid=os.getpid())
@@ -180,12 +178,6 @@ def main() -> None:
         "--idle", type=float, default=3.0, help="give up after this long without a message"
     )
     parser.add_argument("--exit-when-done", action="store_true")
-    parser.add_argument(
-        "--intake-tasks",
-        type=int,
-        default=1,
-        help="diagnostic: this many channel-layer intake loops (the bridge runs one)",
-    )
     parser.add_argument(
         "--profile", metavar="FILE", help="cProfile from ready to done, pstats to FILE"
     )

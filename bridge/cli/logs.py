@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging", "plural"]
+__all__ = ["JsonFormatter", "configure_logging"]
 
 _TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -59,7 +59,3 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
         # used, when the embedded broker starts (mqttbridge.broker.embedded).
         logging.getLogger("asyncio").setLevel(logging.WARNING)
 
-
-def plural(count: int, noun: str) -> str:
-    """``"1 route"``, ``"2 routes"``: for messages people read."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -34,7 +34,7 @@ import yaml
 
 from mqttbridge import __version__
 from mqttbridge.broker.passwords import DEFAULT_ITERATIONS, hash_password
-from mqttbridge.cli.logs import configure_logging, plural
+from mqttbridge.cli.logs import configure_logging
 from mqttbridge.config.schema import (
     Config,
     ConfigError,
@@ -44,6 +44,7 @@ from mqttbridge.config.schema import (
     resolve_consumers,
 )
 from mqttbridge.config.settings import flags
+from mqttbridge.server.logfields import plural
 
 __all__ = ["CommandLineInterface", "main"]
 
@@ -287,7 +288,7 @@ class CommandLineInterface:
     def cmd_run(self, args: argparse.Namespace, loaded: Loaded) -> int:
         from mqttbridge.broker.embedded import EmbeddedBrokerError
         from mqttbridge.mqtt.client import BrokerUnusable
-        from mqttbridge.routing import topic
+        from mqttbridge.routing import as_application, topic
         from mqttbridge.server.server import Server
 
         config = loaded.config
@@ -295,7 +296,7 @@ class CommandLineInterface:
         for warning in loaded.warnings:
             logger.warning("%s", warning)
         routes = [
-            topic(r.topic, _as_asgi(r.consumer_class), qos=r.qos, name=r.consumer)
+            topic(r.topic, as_application(r.consumer_class), qos=r.qos, name=r.consumer)
             for r in config.routes
         ]
         if loaded.application is None and not routes:
@@ -397,10 +398,6 @@ def _resolve_consumers(config: Config) -> Config:
             for error in exc.errors
         ]
         raise ConfigError.combine(explained) from None
-
-
-def _as_asgi(consumer: Any) -> Any:
-    return consumer.as_asgi() if hasattr(consumer, "as_asgi") else consumer
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-"""``extra=`` fields for log lines about a message or an instance: JSON logs show each as a key."""
+"""What log lines say: ``extra=`` fields for lines about a message or an instance (JSON logs show
+each as a key), and counts in words."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mqttbridge.server.instances import Instance
 
-__all__ = ["instance_fields", "instance_params", "log_fields"]
+__all__ = ["instance_fields", "instance_params", "log_fields", "plural"]
 
 
 def log_fields(**fields: Any) -> dict[str, Any]:
@@ -32,3 +33,8 @@ def instance_params(inst: Instance) -> str:
     if route:
         return ", ".join(f"{name}={value}" for name, value in route["kwargs"].items())
     return f"app_id={inst.app_id!r}" if inst.app_id is not None else ""
+
+
+def plural(count: int, noun: str) -> str:
+    """``"1 route"``, ``"2 routes"``: for messages people read."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -18,13 +18,11 @@ import contextlib
 import dataclasses
 import logging
 import signal
-import socket
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from mqttbridge.cli.logs import plural
 from mqttbridge.config.schema import Config
+from mqttbridge.config.values import generate_client_id
 from mqttbridge.layers.redis_timeouts import fit_channel_layers
 from mqttbridge.mqtt.client import BrokerUnusable, MqttClient
 from mqttbridge.protocol.topics import shared_filter
@@ -35,6 +33,7 @@ from mqttbridge.server.dispatch import Dispatcher
 from mqttbridge.server.instances import Ending, Instance
 from mqttbridge.server.intake import PublishIntake
 from mqttbridge.server.link import BrokerLink
+from mqttbridge.server.logfields import plural
 from mqttbridge.server.mqttasgi import MqttasgiWorkers
 from mqttbridge.server.outbound import Outbound
 from mqttbridge.server.registry import InstanceRegistry
@@ -69,9 +68,8 @@ class Server:
         apps.update((route, route.app) for route in yaml_routes)
         self.master_app = application if user_router is None else None
         self.install_signal_handlers = install_signal_handlers
-        client_id = (
-            config.broker.client_id or f"mqttbridge-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        )
+        # The loader always fills client_id; a BrokerConfig built in code may leave it out.
+        client_id = config.broker.client_id or generate_client_id()
         self.link = BrokerLink(client_id, config.broker.url)
         self.embedded: Any = None
         self.stats: collections.Counter[str] = collections.Counter()
