@@ -2,10 +2,13 @@
 
 paho builds an ``MQTTMessageInfo`` and takes a lock per publish, so a paho publisher is no
 faster than a paho subscriber and would measure itself; these encode a packet once and let a
-publisher write thousands per ``sendall``.
+publisher write thousands per ``sendall``. ``take_packet`` splits what a broker sends back.
 """
 
 from __future__ import annotations
+
+# The framing is the device simulator's: one MQTT encoder in the repository.
+from mqttbridge.devices.simulator.codec import connect, packet, string
 
 __all__ = ["CONNACK", "PUBACK", "connect_packet", "packet", "string", "take_packet"]
 
@@ -13,31 +16,9 @@ CONNACK = 0x20
 PUBACK = 0x40
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def packet(first: int, body: bytes) -> bytes:
-    """A whole packet: the first byte (type and flags), the remaining length, the body."""
-    return bytes([first]) + _varint(len(body)) + body
-
-
-def string(text: str | bytes) -> bytes:
-    """An MQTT UTF-8 string: two bytes of length, then the bytes."""
-    data = text.encode() if isinstance(text, str) else text
-    return len(data).to_bytes(2, "big") + data
-
-
 def connect_packet(client_id: str, *, v5: bool = False, clean: bool = True) -> bytes:
     """CONNECT with keepalive 60 s, MQTT 5 (no properties) or 3.1.1."""
-    variable = string("MQTT") + bytes([5 if v5 else 4, 0x02 if clean else 0x00])
-    variable += (60).to_bytes(2, "big") + (b"\x00" if v5 else b"")
-    return packet(0x10, variable + string(client_id))
+    return connect(client_id, version=5 if v5 else 4, clean=clean)
 
 
 def take_packet(buf: bytes) -> tuple[tuple[int, bytes] | None, bytes]:

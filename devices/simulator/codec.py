@@ -23,9 +23,11 @@ __all__ = [
     "Will",
     "connect",
     "disconnect",
+    "packet",
     "pingreq",
     "puback",
     "publish",
+    "string",
     "subscribe",
 ]
 
@@ -62,12 +64,12 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _string(value: str | bytes) -> bytes:
+def string(value: str | bytes) -> bytes:
     data = value.encode() if isinstance(value, str) else value
     return _U16.pack(len(data)) + data
 
 
-def _packet(first: int, body: bytes) -> bytes:
+def packet(first: int, body: bytes) -> bytes:
     return bytes((first,)) + _varint(len(body)) + body
 
 
@@ -90,15 +92,15 @@ def connect(
     if password is not None:
         flags |= 0x40
     props = b"\x00" if version == 5 else b""
-    body = [_string("MQTT"), bytes((version, flags)), _U16.pack(keepalive), props]
-    body.append(_string(client_id))
+    body = [string("MQTT"), bytes((version, flags)), _U16.pack(keepalive), props]
+    body.append(string(client_id))
     if will is not None:
-        body += [props, _string(will.topic), _string(will.payload)]
+        body += [props, string(will.topic), string(will.payload)]
     if username is not None:
-        body.append(_string(username))
+        body.append(string(username))
     if password is not None:
-        body.append(_string(password))
-    return _packet(CONNECT << 4, b"".join(body))
+        body.append(string(password))
+    return packet(CONNECT << 4, b"".join(body))
 
 
 def publish(
@@ -112,7 +114,7 @@ def publish(
     if version == 5:
         body += b"\x00"
     body += payload
-    return _packet((PUBLISH << 4) | (qos << 1) | retain, body)
+    return packet((PUBLISH << 4) | (qos << 1) | retain, body)
 
 
 def puback(packet_id: int) -> bytes:
@@ -122,8 +124,8 @@ def puback(packet_id: int) -> bytes:
 
 def subscribe(packet_id: int, filters: list[tuple[str, int]], *, version: int = 4) -> bytes:
     body = _U16.pack(packet_id) + (b"\x00" if version == 5 else b"")
-    body += b"".join(_string(topic) + bytes((qos,)) for topic, qos in filters)
-    return _packet((SUBSCRIBE << 4) | 0x02, body)
+    body += b"".join(string(topic) + bytes((qos,)) for topic, qos in filters)
+    return packet((SUBSCRIBE << 4) | 0x02, body)
 
 
 def pingreq() -> bytes:
