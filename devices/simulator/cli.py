@@ -139,6 +139,15 @@ def run(
         round_trip=args.round_trip,
     )
     live = not args.plain and stderr.isatty() and args.json != "-"
+    if not live and not logging.getLogger().handlers:
+        # The plain view is log lines: give them somewhere to go, as `mqttbridge run` does.
+        # (A caller that set logging up, pytest included, keeps its own.)
+        logging.basicConfig(
+            stream=stderr,
+            level=logging.INFO,
+            format="%(asctime)s %(levelname)-7s %(message)s",
+            datefmt="%H:%M:%S",
+        )
     summary = asyncio.run(_run_fleet(profiles, target, options, live, stderr))
     if summary["connects"] == 0 and summary["errors"]:
         reason = max(summary["errors"], key=summary["errors"].get)
@@ -302,7 +311,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"
-    )
     return run(args)

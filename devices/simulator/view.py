@@ -38,7 +38,9 @@ class PlainLog:
         self.rates = _Rates(fleet.stats)
 
     async def run(self) -> None:
-        logger.info("simulating %d devices against %s", self.fleet.stats.devices, self.where)
+        devices = self.fleet.stats.devices
+        noun = "device" if devices == 1 else "devices"
+        logger.info("simulating %d %s against %s", devices, noun, self.where)
         while True:
             await asyncio.sleep(self.interval)
             stats = self.fleet.stats
