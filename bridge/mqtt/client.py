@@ -479,8 +479,21 @@ class MqttClient:
             logger.warning("disconnected from %s: %s", self.broker, reason)
             if self._on_disconnect_cb is not None:
                 self._on_disconnect_cb(str(reason))
-        if self._loop is not None and (self._connector is None or self._connector.done()):
+        if self._loop is None:
+            return
+        if self._connector is None or self._connector.done():
             self._connector = self._loop.create_task(self._connect_forever(), name="mqtt-reconnect")
+        else:
+            # The connector has not finished yet: it may be returning from the attempt that
+            # just succeeded, before this loss. Seen under load, it then ended and nothing
+            # reconnected. Once it ends, reconnect unless it left us connected.
+            self._connector.add_done_callback(self._reconnect_if_lost)
+
+    def _reconnect_if_lost(self, connector: asyncio.Future[None]) -> None:
+        if self._closing or self.connected or connector is not self._connector:
+            return
+        assert self._loop is not None
+        self._connector = self._loop.create_task(self._connect_forever(), name="mqtt-reconnect")
 
     def _handle_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any

@@ -147,3 +147,20 @@ async def test_every_filter_is_subscribed_again_after_the_broker_restarts(
         device.connect()
         device.publish("r/t1", b"after restart", qos=1)
         assert await inbox.next() == ("r/t1", b"after restart")
+
+
+async def test_a_loss_while_the_connector_is_still_finishing_is_reconnected(
+    mosquitto: MosquittoProcess, started: Callable[[BrokerConfig, Inbox], Any]
+) -> None:
+    # Seen under load: the connection dropped before the task that made it had returned, so
+    # the loss found a connector "still running", started none, and nothing ever reconnected.
+    client = await started(config(mosquitto.port), Inbox())
+    await wait_until(lambda: client.connected)
+    finishing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    client._connector = finishing  # type: ignore[assignment]  # the connector, not yet returned
+    mosquitto.stop()
+    await wait_until(lambda: not client.connected)
+    mosquitto.start()
+    finishing.set_result(None)  # it returns, from the attempt that had succeeded
+    await wait_until(lambda: client.connected)
+    assert client._connector is not finishing
