@@ -9,6 +9,9 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
         myproject/asgi.py       the standard one: setdefault, get_asgi_application, routers
         telemetry/models.py     Device(name, readings)
         telemetry/consumers.py  imports the model; counts readings, replies with the count
+        telemetry/live.py       a WebSocket consumer in group "live", and an MQTT consumer
+                                that tells the group about each message (one in-memory layer)
+        myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http)
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ _FILES = {
         BASE_DIR = Path(__file__).resolve().parent.parent
         SECRET_KEY = "test-only"
         DEBUG = False
-        ALLOWED_HOSTS = []
+        ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+        ROOT_URLCONF = "myproject.urls"
         INSTALLED_APPS = ["channels", "telemetry"]
         DATABASES = {
             "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
@@ -66,15 +70,66 @@ _FILES = {
 
         from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+        from django.urls import path  # noqa: E402
+        from channels.routing import URLRouter  # noqa: E402
+
         from mqttbridge.routing import TopicRouter, topic  # noqa: E402
         from telemetry.consumers import DeviceConsumer  # noqa: E402
+        from telemetry.live import LiveRelay, LiveSocket  # noqa: E402
 
         application = ProtocolTypeRouter({
             "http": django_asgi_app,
+            "websocket": URLRouter([path("ws/live/", LiveSocket.as_asgi())]),
             "mqtt": TopicRouter([
                 topic("sensors/{device_id}/reading", DeviceConsumer.as_asgi()),
+                topic("sensors/{device_id}/live", LiveRelay.as_asgi()),
             ]),
         })
+    """,
+    "myproject/urls.py": """
+        from django.http import HttpResponse
+        from django.urls import path
+
+
+        def hello(request):
+            return HttpResponse("hello")
+
+
+        urlpatterns = [path("hello/", hello)]
+    """,
+    "telemetry/live.py": """
+        import asyncio
+
+        from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+        from mqttbridge.consumers import MqttConsumer
+
+
+        class LiveSocket(AsyncJsonWebsocketConsumer):
+            async def connect(self):
+                await self.channel_layer.group_add("live", self.channel_name)
+                await self.accept()
+                await self.send_json({"joined": "live"})
+
+            async def disconnect(self, code):
+                await self.channel_layer.group_discard("live", self.channel_name)
+
+            async def live_message(self, event):
+                await self.send_json({"device": event["device"], "text": event["text"]})
+
+
+        class LiveRelay(MqttConsumer):
+            \"\"\"Tells the WebSocket group about each message; a "slow:<seconds>" message
+            holds its handler that long first, then acknowledges over MQTT.\"\"\"
+
+            async def receive(self, message):
+                name = self.topic_kwargs["device_id"]
+                text = message["payload"].decode()
+                event = {"type": "live.message", "device": name, "text": text}
+                await self.channel_layer.group_send("live", event)
+                if text.startswith("slow:"):
+                    await asyncio.sleep(float(text.removeprefix("slow:")))
+                    await self.publish(f"devices/{name}/ack", "done")
     """,
     "telemetry/__init__.py": "",
     "telemetry/apps.py": """

@@ -1,7 +1,9 @@
 """The ``mqttbridge`` command (also ``python -m mqttbridge``).
 
-    mqttbridge run [--config F] [--asgi module:app] [--broker URL] [--client-id ID] [--demo]
-    mqttbridge check [--config F] [--asgi module:app] [--broker URL] [--client-id ID]
+    mqttbridge run [--config F] [--asgi module:app] [--http HOST:PORT] [--broker URL]
+                   [--client-id ID] [--demo]
+    mqttbridge check [--config F] [--asgi module:app] [--http HOST:PORT] [--broker URL]
+                     [--client-id ID]
     mqttbridge routes [--config F] [--asgi module:app]
     mqttbridge passwd USERNAME   (a broker.users entry for the embedded broker)
     mqttbridge simulate [--devices N] [--rate R] [--profile P] ...   (mqttbridge.devices)
@@ -192,6 +194,7 @@ class CommandLineInterface:
         check_route_consumers(config)
         python_routes = check_application(application, asgi) if asgi else []
         check_route_filters(config, python_routes, asgi)
+        _check_http(config, asgi, from_flag=getattr(args, "http.listen", None) is not None)
         layer, layer_warning = channel_layer_in_use(config.channel_layer)
         warnings = config.warnings + ((layer_warning,) if layer_warning else ())
         return Loaded(config, application, tuple(python_routes), layer, warnings)
@@ -289,6 +292,7 @@ class CommandLineInterface:
         from mqttbridge.broker.embedded import EmbeddedBrokerError
         from mqttbridge.mqtt.client import BrokerUnusable
         from mqttbridge.routing import as_application, topic
+        from mqttbridge.server.http import HttpListenError
         from mqttbridge.server.server import Server
 
         config = loaded.config
@@ -313,7 +317,7 @@ class CommandLineInterface:
         logger.info("channel layer: %s", loaded.channel_layer)
         try:
             asyncio.run(self._serve(server, demo=args.demo))
-        except EmbeddedBrokerError as exc:
+        except (EmbeddedBrokerError, HttpListenError) as exc:
             print(f"error: {exc}", file=self.stderr)
             return 1
         except BrokerUnusable:
@@ -375,6 +379,22 @@ def _import_application(path: str, config: Config) -> Any:
         return import_string(path)
     except ValueError as exc:
         raise ConfigError(str(exc), source=f"--asgi {path}") from None
+
+
+def _check_http(config: Config, asgi: str | None, *, from_flag: bool) -> None:
+    """``http.listen`` serves the ``--asgi`` application, with uvicorn: both must be there."""
+    from mqttbridge.server.http import INSTALL_HINT, uvicorn_missing
+
+    if config.http.listen is None:
+        return
+    where = "--http" if from_flag else f"{config.source}: http.listen"
+    if not asgi:
+        raise ConfigError(
+            "needs an --asgi application to serve; give --asgi <project>.asgi:application",
+            source=where,
+        )
+    if uvicorn_missing():
+        raise ConfigError(f"needs uvicorn: {INSTALL_HINT}", source=where)
 
 
 def _resolve_consumers(config: Config) -> Config:

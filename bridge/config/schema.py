@@ -412,6 +412,45 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The application's ``http`` and ``websocket`` scopes, served by uvicorn in the bridge's
+    process and event loop (``pip install 'mqttbridge[http]'``). Off unless ``listen`` is set."""
+
+    listen: str | None = text(
+        None,
+        check=_parse_listen,
+        type="host:port or null",
+        flag=Flag(
+            "--http",
+            "HOST:PORT",
+            "also serve the --asgi application's HTTP and WebSocket on HOST:PORT (http.listen)",
+        ),
+        doc="Where to serve the `--asgi` application's `http` and `websocket` scopes, in the "
+        "bridge's own process and event loop, so WebSocket consumers and MQTT consumers share "
+        "groups on the in-memory layer. IPv6 goes in brackets. `null` serves no HTTP",
+    )
+    cert_file: str | None = text(
+        None,
+        type="path or null",
+        doc="PEM certificate to serve HTTPS and `wss://` with. May also hold the key",
+    )
+    key_file: str | None = text(
+        None, type="path or null", doc="PEM private key of `cert_file`, unencrypted"
+    )
+    proxy_headers: bool = value(
+        True,
+        _boolean,
+        type="boolean",
+        doc="Take the client address and scheme from `X-Forwarded-For` and "
+        "`X-Forwarded-Proto`, when the peer is one of `forwarded_allow_ips`",
+    )
+    forwarded_allow_ips: str = text(
+        "127.0.0.1",
+        doc="Comma-separated addresses or networks trusted to send proxy headers; `*` trusts all",
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration. ``source`` names the file it came from; ``warnings`` are
     human-readable problems that do not stop the bridge (the CLI logs them)."""
@@ -422,6 +461,7 @@ class Config:
     )
     routes: tuple[RouteConfig, ...] = items(RouteConfig, doc="Topic patterns and consumers")
     limits: LimitsConfig = section(LimitsConfig, doc="Bounds on memory and time")
+    http: HttpConfig = section(HttpConfig, doc="HTTP and WebSocket in the same process (off)")
     dead_letter_topic: str = text(
         "mqttbridge/dead-letter",
         check=validate_publish_topic,
@@ -648,6 +688,7 @@ class _Reader(_NodeReader):
         routes = self.read_routes(top.nodes.get("routes"))
         limits_section = self.section(top, "limits", LimitsConfig)
         limits = LimitsConfig(**self.read_settings(limits_section, LimitsConfig))
+        http = self.read_http(self.section(top, "http", HttpConfig))
         values = self.read_settings(top, Config)
         if self.errors:
             raise ConfigError.combine([e for e in self.errors if isinstance(e, ConfigError)])
@@ -656,6 +697,7 @@ class _Reader(_NodeReader):
             channel_layer=layer,
             routes=routes,
             limits=limits,
+            http=http,
             source=self.source,
             warnings=tuple(self.warnings),
             **values,
@@ -821,6 +863,23 @@ class _Reader(_NodeReader):
             else:
                 s.reject("min_delay", f"must be at most max_delay ({reconnect.max_delay:g})")
         return reconnect
+
+    def read_http(self, s: _Section) -> HttpConfig:
+        http = HttpConfig(**self.read_settings(s, HttpConfig))
+        if http.key_file is not None and http.cert_file is None:
+            s.reject("key_file", "needs http.cert_file", involving=("cert_file",))
+        for key in ("cert_file", "key_file"):
+            path = getattr(http, key)
+            if path is not None and not os.path.isfile(path):
+                s.reject(key, f"file not found: {path!r}")
+        if http.cert_file is not None and not s.failed:
+            # Loaded now, as the broker's are: `check` reports what uvicorn would fail on.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            try:
+                context.load_cert_chain(http.cert_file, http.key_file, _no_key_password)
+            except (OSError, ssl.SSLError) as exc:
+                s.reject("cert_file", f"cannot load certificate: {_ssl_reason(exc)}")
+        return http
 
     def read_channel_layer(self, s: _Section) -> ChannelLayerConfig:
         values = self.read_settings(s, ChannelLayerConfig)

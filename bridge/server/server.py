@@ -30,6 +30,7 @@ from mqttbridge.routing import Route, TopicRouter, find_topic_router
 from mqttbridge.server.acks import AckTracker
 from mqttbridge.server.deadletter import DeadLetters
 from mqttbridge.server.dispatch import Dispatcher
+from mqttbridge.server.http import HttpFront
 from mqttbridge.server.instances import Ending, Instance
 from mqttbridge.server.intake import PublishIntake
 from mqttbridge.server.link import BrokerLink
@@ -113,6 +114,9 @@ class Server:
             config.limits.max_payload_bytes,
             self.stats,
         )
+        self.http: HttpFront | None = None
+        if config.http.listen is not None and application is not None:
+            self.http = HttpFront(config.http, application, config.limits.shutdown_timeout)
         self._shut_down = False
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -160,6 +164,8 @@ class Server:
         if self._stop_event.is_set() and self._shut_down:
             logger.warning("second stop request: cancelling remaining instances now")
             self.registry.cancel_all()
+            if self.http is not None:
+                self.http.stop(force=True)
         self._stop_event.set()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> list[tuple[int, Any]]:
@@ -182,6 +188,8 @@ class Server:
         # Before the intake or any consumer opens a Redis connection: a stock channels_redis
         # layer from CHANNEL_LAYERS would otherwise time out on every idle read (redis-py 8).
         fit_channel_layers()
+        if self.http is not None:
+            self.http.bind()  # a port in use fails before any connection is made
         host = port = None
         if broker.scheme == "embedded":
             from mqttbridge.broker.embedded import EmbeddedBroker
@@ -220,6 +228,14 @@ class Server:
         self._spawn_task(self.intake.run(), "channel-layer-intake")
         self._spawn_task(self.registry.reap_idle(), "idle-reaper")
         self.workers.start_master()
+        if self.http is not None:
+            self.http.start().add_done_callback(self._http_ended)
+
+    def _http_ended(self, task: asyncio.Task[None]) -> None:
+        if not self._shut_down:
+            # uvicorn logged why (a failed lifespan startup); the bridge does not run half-way.
+            logger.error("the HTTP server stopped on its own; stopping the bridge")
+            self.request_stop()
 
     async def shutdown(self) -> None:
         if self._shut_down:
@@ -228,6 +244,8 @@ class Server:
         # From here on nothing is restarted, handed on or resumed (see registry.stopping).
         self.registry.stopping = True
         self.ready.clear()
+        if self.http is not None:
+            self.http.stop()  # drains beside the bridge, within the same shutdown_timeout
         client = self.client
         if client is not None:
             client.stop_reading()  # stop intake first: nothing new starts
@@ -239,6 +257,8 @@ class Server:
         if client is not None:
             await client.stop()  # fails what is still unacknowledged: callers get "failed"
         await self.intake.wait_replies(timeout=2.0)
+        if self.http is not None:
+            await self.http.wait_stopped()
         if self.embedded is not None:
             await self.embedded.stop()
         logger.info("bridge stopped")

@@ -135,7 +135,7 @@ def test_check_says_which_channel_layer_is_used(project: Path) -> None:
     assert lines == [
         "warning: channel_layer.url redis://:***@127.0.0.1:9/0 is ignored: the Django settings' "
         "CHANNEL_LAYERS['default'] is used (memory://, channels.layers.InMemoryChannelLayer)",
-        "config.yaml: OK — broker embedded, 1 route, channel layer memory:// "
+        "config.yaml: OK — broker embedded, 2 routes, channel layer memory:// "
         "(channels.layers.InMemoryChannelLayer, from Django settings)",
     ]
 
@@ -149,7 +149,7 @@ def test_yaml_route_to_an_app_consumer_next_to_the_asgi_application(
     write_config(project, f"broker:\n  url: {mosquitto.url}\n" + YAML_ROUTE)
     check = mqttbridge(project, "check", "--asgi", ASGI)
     assert check.returncode == 0, check.stderr
-    assert "2 routes" in check.stdout
+    assert "3 routes" in check.stdout
     bridge = start(project, "run", "--asgi", ASGI)
     bridge.wait_for("bridge ready")
     assert exchange(mosquitto, "sensors/d2/status", "d2", 1) == [b"1"]

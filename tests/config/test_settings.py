@@ -133,6 +133,14 @@ def test_command_line_flags_come_from_the_declarations() -> None:
             ),
         ),
         ("broker.client_id", Flag("--client-id", "ID", "override broker.client_id")),
+        (
+            "http.listen",
+            Flag(
+                "--http",
+                "HOST:PORT",
+                "also serve the --asgi application's HTTP and WebSocket on HOST:PORT (http.listen)",
+            ),
+        ),
     ]
 
 
