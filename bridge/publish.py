@@ -85,7 +85,7 @@ async def apublish(
             "mqttbridge.configure('config.yaml') first"
         )
     # A Django process's stock channels_redis layer: without this a confirm wait longer than
-    # 5 s ends in redis-py's TimeoutError (bridge/redis_timeouts.py).
+    # 5 s ends in redis-py's TimeoutError (bridge/layers/redis_timeouts.py).
     fit_blocking_reads(layer)
     message: dict[str, Any] = {"type": "mqtt.publish", **body}
     if isinstance(payload, bytearray | memoryview):

@@ -68,7 +68,7 @@ def _calls(function: Callable[..., Any], call: str) -> bool:
 
 
 def test_paho_still_reads_the_socket_through_sock_recv() -> None:
-    # _BufferedClient overrides _sock_recv(bufsize) to serve paho's three reads per packet from
+    # BufferedClient overrides _sock_recv(bufsize) to serve paho's three reads per packet from
     # one 64 KiB recv; paho must still call it for every read of a packet.
     from paho.mqtt.client import Client
 
@@ -80,7 +80,7 @@ def test_paho_still_reads_the_socket_through_sock_recv() -> None:
 
 
 def test_paho_still_delivers_messages_through_handle_on_message() -> None:
-    # _BufferedClient overrides _handle_on_message(message) to skip paho's per-filter callback
+    # BufferedClient overrides _handle_on_message(message) to skip paho's per-filter callback
     # matcher, reading _on_message and _userdata itself.
     from paho.mqtt.client import Client
 
@@ -106,8 +106,8 @@ def test_paho_client_attributes_the_bridge_reads_and_sets() -> None:
     client.max_inflight_messages_set(7)
     # Each: (private attribute, what the public API put there, why the bridge touches it).
     expected = {
-        "_on_message": (on_message, "read by _BufferedClient._handle_on_message"),
-        "_userdata": ("ours", "read by _BufferedClient._handle_on_message"),
+        "_on_message": (on_message, "read by BufferedClient._handle_on_message"),
+        "_userdata": ("ours", "read by BufferedClient._handle_on_message"),
         "_ssl_context": (context, "read to tell why a TLS connection failed"),
         "_max_inflight_messages": (7, "set from the broker's Receive Maximum after CONNACK"),
         "_ping_t": (0, "zeroed while reading is paused, so paho keeps pinging"),

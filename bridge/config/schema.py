@@ -69,7 +69,7 @@ from mqttbridge.config.yaml_reader import (
 )
 from mqttbridge.protocol.topics import compile_pattern, validate_publish_topic
 
-# Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers.py).
+# Channels' own in-memory layer, with its per-call expiry sweep throttled (bridge/layers/memory.py).
 _MEMORY_BACKEND = "mqttbridge.layers.memory.InMemoryChannelLayer"
 _REDIS_BACKEND = "mqttbridge.layers.redis.RedisChannelLayer"
 _SESSION_EXPIRY_MAX = 0xFFFFFFFF  # "never expires" (MQTT 5, 3.1.2.11.2)

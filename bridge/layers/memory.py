@@ -1,6 +1,6 @@
 """The in-memory channel layer, tuned for a bridge that holds thousands of consumer instances.
 
-The Redis one is in bridge/redis_layer.py, so that memory:// never imports channels_redis.
+The Redis one is in bridge/layers/redis.py, so that memory:// never imports channels_redis.
 
 Channels' ``InMemoryChannelLayer`` sweeps every channel and group membership for expiry on each
 ``receive()`` and ``group_send()``. Every consumer instance waits on its own channel, so with N

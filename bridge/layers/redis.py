@@ -25,7 +25,7 @@ class RedisChannelLayer(_ChannelsRedisChannelLayer):  # type: ignore[misc]
     commands run here as one Lua script, atomically, with the same semantics (``ChannelFull``
     when the channel is at capacity). Process-local (``!``) channels keep the stock path.
 
-    Its Redis socket timeout outlasts its blocking reads (bridge/redis_timeouts.py), so an idle
+    Its Redis socket timeout outlasts its blocking reads (layers/redis_timeouts.py), so an idle
     layer waits instead of timing out and reconnecting every ``brpop_timeout`` seconds.
     """
 

@@ -47,7 +47,6 @@ __all__ = ["BrokerUnusable", "ConnectionLost", "MqttClient", "OutboundQueueFull"
 
 logger = logging.getLogger(__name__)
 
-_BufferedClient = BufferedClient  # its former name here
 
 # Packets handled per reader callback before yielding to other tasks.
 _MAX_PACKETS_PER_WAKEUP = 2000

@@ -1,7 +1,7 @@
 """Publish requests from the channel layer: what ``mqttbridge.publish`` sends, the bridge publishes.
 
 One loop reads the publish channel (``mqtt.publish`` by default; batches where the layer offers
-``receive_many``, see bridge/redis_layer.py), validates each request as it would an ``mqtt.pub``
+``receive_many``, see bridge/layers/redis.py), validates each request as it would an ``mqtt.pub``
 and hands it to the MQTT client. A request with a ``reply_channel`` (``confirm=True``) gets
 ``{"type": "mqtt.publish.result", "ok": ...}`` once the broker acknowledged it, or why not.
 """

@@ -488,7 +488,7 @@ async def test_message_queued_while_offline_arrives_without_the_retain_flag(
 
 
 def test_amqtt_private_methods_we_override_are_still_there() -> None:
-    # bridge/embedded.py:_Broker overrides these; if amqtt renames or reshapes them, the overrides
+    # broker/embedded.py:_Broker overrides these; if amqtt renames or reshapes them, the overrides
     # would silently stop applying and retained messages leak again. Then re-read amqtt's broker
     # and update _Broker and AMQTT_VERSIONS together.
     from amqtt.broker import Broker

@@ -1,4 +1,4 @@
-"""Socket timeouts of channels_redis layers outlast their blocking reads (bridge/redis_timeouts.py).
+"""Socket timeouts of channels_redis layers outlast their blocking reads (layers/redis_timeouts.py).
 
 The idle behaviour itself, against a real Redis, is in tests/layers/test_layer_idle.py; these check
 which socket timeout each kind of host entry ends up with, as redis-py's pool will use it.
