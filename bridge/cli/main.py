@@ -292,7 +292,7 @@ class CommandLineInterface:
         from mqttbridge.broker.embedded import EmbeddedBrokerError
         from mqttbridge.mqtt.client import BrokerUnusable
         from mqttbridge.routing import as_application, topic
-        from mqttbridge.server.http import HttpListenError
+        from mqttbridge.server.http import HttpListenError, HttpStartupError
         from mqttbridge.server.server import Server
 
         config = loaded.config
@@ -317,7 +317,7 @@ class CommandLineInterface:
         logger.info("channel layer: %s", loaded.channel_layer)
         try:
             asyncio.run(self._serve(server, demo=args.demo))
-        except (EmbeddedBrokerError, HttpListenError) as exc:
+        except (EmbeddedBrokerError, HttpListenError, HttpStartupError) as exc:
             print(f"error: {exc}", file=self.stderr)
             return 1
         except BrokerUnusable:
