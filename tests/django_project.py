@@ -51,7 +51,7 @@ _FILES = {
         DEBUG = False
         ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
         ROOT_URLCONF = "myproject.urls"
-        INSTALLED_APPS = ["channels", "telemetry"]
+        INSTALLED_APPS = ["channels", "mqttbridge.django", "telemetry"]
         DATABASES = {
             "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
         }
