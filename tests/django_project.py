@@ -5,7 +5,8 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
     myproject/                  <- the working directory
         manage.py
         config.yaml             (written by each test)
-        myproject/settings.py   SQLite database, in-memory channel layer
+        myproject/settings.py   SQLite database, in-memory channel layer, mqttbridge.django
+                                installed (``add_settings`` appends MQTTBRIDGE = ... per test)
         myproject/asgi.py       the standard one: setdefault, get_asgi_application, routers
         telemetry/models.py     Device(name, readings)
         telemetry/consumers.py  imports the model; counts readings, replies with the count
@@ -25,11 +26,22 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["MQTTBRIDGE", "ProjectProcess", "clean_env", "make_project", "mqttbridge", "readings"]
+__all__ = [
+    "MANAGE",
+    "MQTTBRIDGE",
+    "ProjectProcess",
+    "add_settings",
+    "clean_env",
+    "make_project",
+    "mqttbridge",
+    "readings",
+]
 
 # The console script users run: unlike ``python -m mqttbridge`` it does not put the working
 # directory on sys.path by itself.
 MQTTBRIDGE = str(Path(sys.executable).with_name("mqttbridge"))
+# `python manage.py ...`, as the launcher of ProjectProcess or mqttbridge(): the Django command.
+MANAGE = (sys.executable, "manage.py")
 
 _FILES = {
     "manage.py": """
@@ -201,6 +213,12 @@ def make_project(root: Path, files: dict[str, str] | None = None) -> Path:
     return project
 
 
+def add_settings(project: Path, text: str) -> None:
+    """Append ``text`` (Python, e.g. ``MQTTBRIDGE = {...}``) to the project's settings.py."""
+    with (project / "myproject" / "settings.py").open("a") as settings:
+        settings.write("\n" + textwrap.dedent(text).strip() + "\n")
+
+
 def readings(project: Path, name: str) -> int | None:
     """How many readings the project's database holds for device ``name``."""
     with sqlite3.connect(project / "db.sqlite3") as db:
@@ -209,11 +227,15 @@ def readings(project: Path, name: str) -> int | None:
 
 
 def mqttbridge(
-    project: Path, *args: str, env: dict[str, str] | None = None
+    project: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = (MQTTBRIDGE,),
 ) -> subprocess.CompletedProcess[str]:
-    """Run a short ``mqttbridge`` command (``check``, or ``run`` that should refuse at once)."""
+    """Run a short ``mqttbridge`` command (``check``, or ``run`` that should refuse at once);
+    ``launcher=MANAGE`` runs ``python manage.py <args>``."""
     return subprocess.run(
-        [MQTTBRIDGE, *args],
+        [*launcher, *args],
         cwd=project,
         env=env or clean_env(),
         capture_output=True,

@@ -17,6 +17,7 @@ import pytest
 from tests.django_project import (
     MQTTBRIDGE,
     ProjectProcess,
+    add_settings,
     clean_env,
     make_project,
     mqttbridge,
@@ -143,14 +144,20 @@ def test_check_says_which_channel_layer_is_used(project: Path) -> None:
 # --- YAML routes to a consumer that imports the app's models -----------------------------------
 
 
+# asgi.py sets DJANGO_SETTINGS_MODULE with setdefault: exported beforehand, it is the same.
+@pytest.mark.parametrize("exported", [False, True], ids=["nothing-exported", "settings-exported"])
 def test_yaml_route_to_an_app_consumer_next_to_the_asgi_application(
-    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+    mosquitto: MosquittoProcess,
+    project: Path,
+    start: Callable[..., ProjectProcess],
+    exported: bool,
 ) -> None:
     write_config(project, f"broker:\n  url: {mosquitto.url}\n" + YAML_ROUTE)
-    check = mqttbridge(project, "check", "--asgi", ASGI)
+    env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings") if exported else None
+    check = mqttbridge(project, "check", "--asgi", ASGI, env=env)
     assert check.returncode == 0, check.stderr
     assert "3 routes" in check.stdout
-    bridge = start(project, "run", "--asgi", ASGI)
+    bridge = start(project, "run", "--asgi", ASGI, env=env)
     bridge.wait_for("bridge ready")
     assert exchange(mosquitto, "sensors/d2/status", "d2", 1) == [b"1"]
     assert exchange(mosquitto, "sensors/d2/reading", "d2", 1) == [b"2"]
@@ -208,6 +215,59 @@ def test_settings_module_that_cannot_be_imported_is_one_line(project: Path, comm
         "error: DJANGO_SETTINGS_MODULE: cannot import 'myproject.settings': No module named "
         "'myproject'; run mqttbridge from the directory that holds the project (where manage.py "
         "is), or fix DJANGO_SETTINGS_MODULE\n"
+    )
+
+
+# --- settings.MQTTBRIDGE read by the standalone command -----------------------------------------
+
+
+def settings_route(project: Path, broker: str) -> None:
+    add_settings(
+        project,
+        f"""
+        MQTTBRIDGE = {{
+            "broker": {{"url": "{broker}"}},
+            "routes": [{{
+                "topic": "sensors/{{device_id}}/status",
+                "consumer": "telemetry.consumers:DeviceConsumer",
+            }}],
+        }}
+        """,
+    )
+
+
+def test_without_a_config_file_the_projects_settings_mqttbridge_is_read(
+    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+) -> None:
+    settings_route(project, mosquitto.url)
+    env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings")
+    check = mqttbridge(project, "check", env=env)
+    assert check.stdout.startswith(f"settings.MQTTBRIDGE: OK — broker {mosquitto.url}, 1 route,")
+    bridge = start(project, "run", "--asgi", ASGI)  # asgi.py puts the settings in charge
+    bridge.wait_for("bridge ready")
+    assert exchange(mosquitto, "sensors/d4/status", "d4", 1) == [b"1"]
+    assert exchange(mosquitto, "sensors/d4/reading", "d4", 1) == [b"2"]
+    stop(bridge)
+
+
+def test_a_config_file_wins_over_settings_mqttbridge_with_a_warning(project: Path) -> None:
+    settings_route(project, "mqtt://127.0.0.1:9")
+    write_config(project, "broker:\n  url: mqtt://127.0.0.1:10\n")
+    result = mqttbridge(project, "check", "--asgi", ASGI)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "warning: settings.MQTTBRIDGE is ignored: config.yaml is read instead"
+    )
+    assert "broker mqtt://127.0.0.1:10, 2 routes" in result.stdout
+
+
+def test_bad_settings_mqttbridge_fails_the_standalone_check_with_its_path(project: Path) -> None:
+    add_settings(project, 'MQTTBRIDGE = {"routes": [{"topic": "a/b", "consumer": "x"}]}')
+    result = mqttbridge(project, "check", "--asgi", ASGI)
+    assert (result.returncode, result.stderr) == (
+        2,
+        'error: settings.MQTTBRIDGE["routes"][0]["consumer"]: expected \'module:Class\' or '
+        "'module.Class', got 'x'\n",
     )
 
 
