@@ -12,7 +12,9 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
         telemetry/consumers.py  imports the model; counts readings, replies with the count
         telemetry/live.py       a WebSocket consumer in group "live", and an MQTT consumer
                                 that tells the group about each message (one in-memory layer)
-        myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http)
+        myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http);
+                                POST /devices/<name>/command/ publishes the body to
+                                devices/<name>/commands with mqttbridge.publish(confirm=True)
 """
 
 from __future__ import annotations
@@ -102,12 +104,19 @@ _FILES = {
         from django.http import HttpResponse
         from django.urls import path
 
+        import mqttbridge
+
 
         def hello(request):
             return HttpResponse("hello")
 
 
-        urlpatterns = [path("hello/", hello)]
+        def command(request, name):
+            mqttbridge.publish(f"devices/{name}/commands", request.body, confirm=True)
+            return HttpResponse("sent")
+
+
+        urlpatterns = [path("hello/", hello), path("devices/<name>/command/", command)]
     """,
     "telemetry/live.py": """
         import asyncio

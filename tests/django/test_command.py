@@ -109,10 +109,12 @@ def test_run_carries_a_message_to_the_model_and_back(
     stop(bridge)
 
 
-def test_run_with_http_serves_the_view_and_mqtt_in_one_process(
+def test_run_with_http_serves_the_views_and_mqtt_in_one_process(
     mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
 ) -> None:
     bridge_settings(project, mosquitto.url)
+    # Read by the app's ready() too: the view's mqttbridge.publish() must use this channel.
+    add_settings(project, 'MQTTBRIDGE["channel_layer"] = {"publish_channel": "site.publish"}')
     port = free_port()
     bridge = start(project, "run", "--http", f"127.0.0.1:{port}")
     bridge.wait_for("bridge ready")
@@ -120,6 +122,14 @@ def test_run_with_http_serves_the_view_and_mqtt_in_one_process(
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=20) as response:
         assert (response.status, response.read()) == (200, b"hello")
     assert exchange(mosquitto, "sensors/d2/reading", "d2") == b"1"
+    with PahoClient(mosquitto.host, mosquitto.port) as device:
+        device.subscribe("devices/d2/commands", qos=1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/devices/d2/command/", data=b"fan on", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=20) as response:
+            assert (response.status, response.read()) == (200, b"sent")
+        assert device.next_message(timeout=20).payload == b"fan on"
     stop(bridge)
 
 
