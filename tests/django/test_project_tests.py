@@ -1,0 +1,46 @@
+"""A project's own tests of its MQTT consumers, as docs/django.md writes them: the
+``MqttCommunicator`` under Django's test runner (``manage.py test``) and under pytest with
+pytest-django, each with its test database, no broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.django_project import clean_env, make_project, readings
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("django-tests"))
+
+
+def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=project,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_manage_py_test_runs_an_async_communicator_test_against_the_test_database(
+    project: Path,
+) -> None:
+    result = run(project, "manage.py", "test", "telemetry", "-v", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test_a_reading_is_counted_and_acknowledged" in result.stderr
+    assert "Ran 1 test" in result.stderr
+    assert readings(project, "d1") is None  # the test database, not the project's
+
+
+def test_pytest_django_runs_the_same_test(project: Path) -> None:
+    result = run(project, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_consumers.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+    assert readings(project, "d1") is None
