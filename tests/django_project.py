@@ -12,9 +12,6 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
         telemetry/consumers.py  imports the model; counts readings, replies with the count
         telemetry/live.py       a WebSocket consumer in group "live", and an MQTT consumer
                                 that tells the group about each message (one in-memory layer)
-        telemetry/tests.py      DeviceConsumer tested with MqttCommunicator, for
-                                `manage.py test` (docs/django.md shows it)
-        test_consumers.py       the same as a pytest-django test, with pytest.ini
         myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http);
                                 POST /devices/<name>/command/ publishes the body to
                                 devices/<name>/commands with mqttbridge.publish(confirm=True)
@@ -154,56 +151,6 @@ _FILES = {
                 if text.startswith("slow:"):
                     await asyncio.sleep(float(text.removeprefix("slow:")))
                     await self.publish(f"devices/{name}/ack", "done")
-    """,
-    "telemetry/tests.py": """
-        from django.test import TestCase
-
-        from mqttbridge.testing import MqttCommunicator
-        from telemetry.consumers import DeviceConsumer
-        from telemetry.models import Device
-
-
-        class DeviceConsumerTests(TestCase):
-            async def test_a_reading_is_counted_and_acknowledged(self):
-                communicator = MqttCommunicator(
-                    DeviceConsumer.as_asgi(),
-                    "sensors/{device_id}/reading",
-                    topic="sensors/d1/reading",
-                )
-                await communicator.connect()
-                await communicator.send_message("sensors/d1/reading", b"{}")
-                published = await communicator.receive_publish()
-                self.assertEqual(published["topic"], "devices/d1/ack")
-                self.assertEqual(published["payload"], "1")
-                await communicator.disconnect()
-                device = await Device.objects.aget(name="d1")
-                self.assertEqual(device.readings, 1)
-    """,
-    "pytest.ini": """
-        [pytest]
-        DJANGO_SETTINGS_MODULE = myproject.settings
-        asyncio_mode = auto
-        asyncio_default_fixture_loop_scope = function
-    """,
-    "test_consumers.py": """
-        import pytest
-
-        from mqttbridge.testing import MqttCommunicator
-        from telemetry.consumers import DeviceConsumer
-        from telemetry.models import Device
-
-
-        @pytest.mark.django_db
-        async def test_a_reading_is_counted_and_acknowledged():
-            communicator = MqttCommunicator(
-                DeviceConsumer.as_asgi(), "sensors/{device_id}/reading", topic="sensors/d1/reading"
-            )
-            await communicator.connect()
-            await communicator.send_message("sensors/d1/reading", b"{}")
-            published = await communicator.receive_publish()
-            assert (published["topic"], published["payload"]) == ("devices/d1/ack", "1")
-            await communicator.disconnect()
-            assert (await Device.objects.aget(name="d1")).readings == 1
     """,
     "telemetry/__init__.py": "",
     "telemetry/apps.py": """

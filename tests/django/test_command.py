@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from tests.django_project import (
     MANAGE,
     ProjectProcess,
     add_settings,
+    clean_env,
     make_project,
     mqttbridge,
     readings,
@@ -203,6 +206,32 @@ def test_check_with_bad_settings_names_each_setting_exit_2(
     status, out, err = manage(project, "check")
     assert (status, out) == (2, ""), err
     assert err.splitlines() == [f"error: {line}" for line in expected]
+
+
+def test_call_command_raises_command_error_with_the_exit_status(project: Path) -> None:
+    add_settings(project, 'MQTTBRIDGE = {"brokr": {}}')
+    script = (
+        "import django, io\n"
+        "django.setup()\n"
+        "from django.core.management import CommandError, call_command\n"
+        "err = io.StringIO()\n"
+        "try:\n"
+        "    call_command('mqttbridge', 'check', stderr=err)\n"
+        "except CommandError as exc:\n"
+        "    print(exc.returncode, err.getvalue(), end='')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=clean_env(DJANGO_SETTINGS_MODULE="myproject.settings"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.stdout, result.stderr) == (
+        "2 error: settings.MQTTBRIDGE[\"brokr\"]: unknown key; did you mean 'broker'?\n",
+        "",
+    )
 
 
 def test_nothing_to_run_says_which_setting_is_missing(project: Path) -> None:
