@@ -20,6 +20,7 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +28,9 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from tests.services import PahoClient
 
 __all__ = [
     "MANAGE",
@@ -34,9 +38,12 @@ __all__ = [
     "ProjectProcess",
     "add_settings",
     "clean_env",
+    "exchange",
     "make_project",
     "mqttbridge",
+    "project_python",
     "readings",
+    "stop",
 ]
 
 # The console script users run: unlike ``python -m mqttbridge`` it does not put the working
@@ -253,6 +260,19 @@ def mqttbridge(
     )
 
 
+def project_python(project: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c script`` as a process of the project would: in its directory, with
+    ``DJANGO_SETTINGS_MODULE`` set and ``django.setup()`` left to the script."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=clean_env(DJANGO_SETTINGS_MODULE="myproject.settings"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class ProjectProcess:
     """``mqttbridge <args>`` running in the project directory, its output collected."""
 
@@ -296,3 +316,20 @@ class ProjectProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+
+
+def exchange(broker: Any, topic: str, device: str, times: int = 1) -> list[bytes]:
+    """Publish ``times`` readings for ``device`` to ``broker`` (a Mosquitto fixture); return the
+    acknowledgements the project's consumers sent back on ``devices/<device>/ack``."""
+    with PahoClient(broker.host, broker.port) as client:
+        client.subscribe(f"devices/{device}/ack", qos=1)
+        for _ in range(times):
+            client.publish(topic, b"{}", qos=1)
+        return [bytes(client.next_message(timeout=20).payload) for _ in range(times)]
+
+
+def stop(process: ProjectProcess) -> None:
+    """SIGTERM; the process must exit 0 with no traceback."""
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.proc.wait(20) == 0, process.output
+    assert "Traceback" not in process.output

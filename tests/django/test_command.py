@@ -5,14 +5,9 @@ environment, against a private Mosquitto; the consumers write to the project's S
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
-import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,52 +17,30 @@ from tests.django_project import (
     MANAGE,
     ProjectProcess,
     add_settings,
-    clean_env,
-    make_project,
+    exchange,
     mqttbridge,
+    project_python,
     readings,
+    stop,
 )
 from tests.services import MosquittoProcess, PahoClient, free_port
 
 STATUS_ROUTE = (
     '{"topic": "sensors/{device_id}/status", "consumer": "telemetry.consumers:DeviceConsumer"}'
 )
+# `python manage.py mqttbridge run ...` through the start_project fixture.
+RUN = ("mqttbridge", "run")
 NO_SUCH_CONSUMER = '{"topic": "a/b", "consumer": "telemetry.consumers:Nope"}'
 
 
-@pytest.fixture(scope="module")
-def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_project(tmp_path_factory.mktemp("django-command"))
-
-
-@pytest.fixture
-def project(project_template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the project (settings and database) for each test."""
-    return Path(shutil.copytree(project_template, tmp_path / "myproject"))
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., ProjectProcess]]:
-    started: list[ProjectProcess] = []
-
-    def run(project: Path, *args: str, **options: Any) -> ProjectProcess:
-        process = ProjectProcess(project, "mqttbridge", *args, launcher=MANAGE, **options)
-        started.append(process)
-        return process
-
-    yield run
-    for process in started:
-        process.close()
-
-
-def manage(project: Path, *args: str) -> tuple[int, str, str]:
-    result = mqttbridge(project, "mqttbridge", *args, launcher=MANAGE)
+def manage(django_project: Path, *args: str) -> tuple[int, str, str]:
+    result = mqttbridge(django_project, "mqttbridge", *args, launcher=MANAGE)
     return result.returncode, result.stdout, result.stderr
 
 
-def bridge_settings(project: Path, broker: str, *, routes: str = STATUS_ROUTE) -> None:
+def bridge_settings(django_project: Path, broker: str, *, routes: str = STATUS_ROUTE) -> None:
     add_settings(
-        project,
+        django_project,
         f"""
         MQTTBRIDGE = {{
             "broker": {{"url": "{broker}"}},
@@ -78,33 +51,19 @@ def bridge_settings(project: Path, broker: str, *, routes: str = STATUS_ROUTE) -
     )
 
 
-def exchange(broker: MosquittoProcess, topic: str, device: str) -> bytes:
-    """Publish one reading for ``device``; return the acknowledgement it got back."""
-    with PahoClient(broker.host, broker.port) as client:
-        client.subscribe(f"devices/{device}/ack", qos=1)
-        client.publish(topic, b"{}", qos=1)
-        return bytes(client.next_message(timeout=20).payload)
-
-
-def stop(process: ProjectProcess) -> None:
-    process.proc.send_signal(signal.SIGTERM)
-    assert process.proc.wait(20) == 0, process.output
-    assert "Traceback" not in process.output
-
-
 # --- run -----------------------------------------------------------------------------------------
 
 
 def test_run_carries_a_message_to_the_model_and_back(
-    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
 ) -> None:
-    bridge_settings(project, mosquitto.url)
-    bridge = start(project, "run")
+    bridge_settings(django_project, mosquitto.url)
+    bridge = start_project(django_project, *RUN, launcher=MANAGE)
     bridge.wait_for("bridge ready")
     # A route of settings.MQTTBRIDGE, then one of ASGI_APPLICATION's TopicRouter: one model.
-    assert exchange(mosquitto, "sensors/d1/status", "d1") == b"1"
-    assert exchange(mosquitto, "sensors/d1/reading", "d1") == b"2"
-    assert readings(project, "d1") == 2
+    assert exchange(mosquitto, "sensors/d1/status", "d1") == [b"1"]
+    assert exchange(mosquitto, "sensors/d1/reading", "d1") == [b"2"]
+    assert readings(django_project, "d1") == 2
     assert "config settings.MQTTBRIDGE" in bridge.output
     assert "channel layer: memory:// (channels.layers.InMemoryChannelLayer, from Django" in (
         bridge.output
@@ -113,18 +72,20 @@ def test_run_carries_a_message_to_the_model_and_back(
 
 
 def test_run_with_http_serves_the_views_and_mqtt_in_one_process(
-    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
 ) -> None:
-    bridge_settings(project, mosquitto.url)
+    bridge_settings(django_project, mosquitto.url)
     # Read by the app's ready() too: the view's mqttbridge.publish() must use this channel.
-    add_settings(project, 'MQTTBRIDGE["channel_layer"] = {"publish_channel": "site.publish"}')
+    add_settings(
+        django_project, 'MQTTBRIDGE["channel_layer"] = {"publish_channel": "site.publish"}'
+    )
     port = free_port()
-    bridge = start(project, "run", "--http", f"127.0.0.1:{port}")
+    bridge = start_project(django_project, *RUN, "--http", f"127.0.0.1:{port}", launcher=MANAGE)
     bridge.wait_for("bridge ready")
     bridge.wait_for("serving HTTP and WebSocket on")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=20) as response:
         assert (response.status, response.read()) == (200, b"hello")
-    assert exchange(mosquitto, "sensors/d2/reading", "d2") == b"1"
+    assert exchange(mosquitto, "sensors/d2/reading", "d2") == [b"1"]
     with PahoClient(mosquitto.host, mosquitto.port) as device:
         device.subscribe("devices/d2/commands", qos=1)
         request = urllib.request.Request(
@@ -137,21 +98,23 @@ def test_run_with_http_serves_the_views_and_mqtt_in_one_process(
 
 
 def test_run_options_override_the_settings(
-    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
 ) -> None:
-    bridge_settings(project, "mqtt://127.0.0.1:9")  # nobody listens there
-    bridge = start(project, "run", "--broker", mosquitto.url, "--log-format", "json")
+    bridge_settings(django_project, "mqtt://127.0.0.1:9")  # nobody listens there
+    bridge = start_project(
+        django_project, *RUN, "--broker", mosquitto.url, "--log-format", "json", launcher=MANAGE
+    )
     bridge.wait_for('"bridge ready')
-    assert exchange(mosquitto, "sensors/d3/status", "d3") == b"1"
+    assert exchange(mosquitto, "sensors/d3/status", "d3") == [b"1"]
     stop(bridge)
 
 
 # --- check ---------------------------------------------------------------------------------------
 
 
-def test_check_says_what_it_read(project: Path) -> None:
-    bridge_settings(project, "mqtt://127.0.0.1:9")
-    assert manage(project, "check") == (
+def test_check_says_what_it_read(django_project: Path) -> None:
+    bridge_settings(django_project, "mqtt://127.0.0.1:9")
+    assert manage(django_project, "check") == (
         0,
         "settings.MQTTBRIDGE: OK — broker mqtt://127.0.0.1:9, 3 routes, channel layer memory:// "
         "(channels.layers.InMemoryChannelLayer, from Django settings)\n",
@@ -200,16 +163,16 @@ def test_check_says_what_it_read(project: Path) -> None:
     ids=["unknown-key", "bad-types", "consumer-path", "routes-not-a-list", "timedelta", "asgi"],
 )
 def test_check_with_bad_settings_names_each_setting_exit_2(
-    project: Path, settings: str, expected: list[str]
+    django_project: Path, settings: str, expected: list[str]
 ) -> None:
-    add_settings(project, settings)
-    status, out, err = manage(project, "check")
+    add_settings(django_project, settings)
+    status, out, err = manage(django_project, "check")
     assert (status, out) == (2, ""), err
     assert err.splitlines() == [f"error: {line}" for line in expected]
 
 
-def test_call_command_raises_command_error_with_the_exit_status(project: Path) -> None:
-    add_settings(project, 'MQTTBRIDGE = {"brokr": {}}')
+def test_call_command_raises_command_error_with_the_exit_status(django_project: Path) -> None:
+    add_settings(django_project, 'MQTTBRIDGE = {"brokr": {}}')
     script = (
         "import django, io\n"
         "django.setup()\n"
@@ -220,23 +183,16 @@ def test_call_command_raises_command_error_with_the_exit_status(project: Path) -
         "except CommandError as exc:\n"
         "    print(exc.returncode, err.getvalue(), end='')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=project,
-        env=clean_env(DJANGO_SETTINGS_MODULE="myproject.settings"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = project_python(django_project, script)
     assert (result.stdout, result.stderr) == (
         "2 error: settings.MQTTBRIDGE[\"brokr\"]: unknown key; did you mean 'broker'?\n",
         "",
     )
 
 
-def test_nothing_to_run_says_which_setting_is_missing(project: Path) -> None:
-    add_settings(project, "del ASGI_APPLICATION")
-    status, _, err = manage(project, "run")
+def test_nothing_to_run_says_which_setting_is_missing(django_project: Path) -> None:
+    add_settings(django_project, "del ASGI_APPLICATION")
+    status, _, err = manage(django_project, "run")
     assert (status, err) == (
         2,
         "error: nothing to run: settings.MQTTBRIDGE (not set) has no routes and "
@@ -247,10 +203,10 @@ def test_nothing_to_run_says_which_setting_is_missing(project: Path) -> None:
 # --- routes --------------------------------------------------------------------------------------
 
 
-def test_routes_lists_the_asgi_applications_routes_then_the_settings(project: Path) -> None:
-    bridge_settings(project, "mqtt://127.0.0.1:9")
-    add_settings(project, 'MQTTBRIDGE["broker"]["shared_group"] = "bridges"')
-    status, out, err = manage(project, "routes")
+def test_routes_lists_the_asgi_applications_routes_then_the_settings(django_project: Path) -> None:
+    bridge_settings(django_project, "mqtt://127.0.0.1:9")
+    add_settings(django_project, 'MQTTBRIDGE["broker"]["shared_group"] = "bridges"')
+    status, out, err = manage(django_project, "routes")
     assert (status, err) == (0, "")
     assert out.splitlines() == [
         "PATTERN                      SUBSCRIBES TO                     QOS  CONSUMER",
