@@ -171,6 +171,14 @@ def test_check_with_bad_settings_names_each_setting_exit_2(
     assert err.splitlines() == [f"error: {line}" for line in expected]
 
 
+def test_a_bad_mqttbridge_leaves_djangos_own_commands_working(django_project: Path) -> None:
+    # The app reads the settings when Django starts (for publish()); it must not refuse.
+    add_settings(django_project, 'MQTTBRIDGE = {"brokr": {}}')
+    result = mqttbridge(django_project, "check", launcher=MANAGE)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
 def test_call_command_raises_command_error_with_the_exit_status(django_project: Path) -> None:
     add_settings(django_project, 'MQTTBRIDGE = {"brokr": {}}')
     script = (
