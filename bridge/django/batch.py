@@ -36,6 +36,7 @@ around each call; that is what makes an outage survivable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
@@ -222,10 +223,8 @@ class BatchWriter(Generic[M]):
                 wait = self._oldest + self.max_delay - time.monotonic()
                 if len(self._queue) < self.max_batch and wait > 0:
                     # Until the batch fills (save() sets _wake) or the oldest has waited enough.
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait)
-                    except TimeoutError:
-                        pass
                     self._wake.clear()
                     continue
                 size = min(self.max_batch, len(self._queue))
