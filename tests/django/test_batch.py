@@ -121,7 +121,7 @@ async def test_aclose_writes_what_is_queued(alias: str, count_rows: Callable[[],
     writer = BatchWriter(BatchReading, using=alias, max_batch=1000, max_delay=60)
     saves = [asyncio.ensure_future(writer.save(reading(seq))) for seq in range(25)]
     await asyncio.sleep(0)
-    assert writer.pending == 25 and not any(s.done() for s in saves)  # max_delay is a minute
+    assert writer.pending == 25 and not any(s.done() for s in saves)
     await writer.aclose()
     assert all(s.done() and s.exception() is None for s in saves)
     assert count_rows() == 25
