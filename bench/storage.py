@@ -41,6 +41,8 @@ DEVICES = 100
 
 # The consumers measured end to end, next to the test project's own (tests/django_project.py).
 STORAGE_CONSUMERS = """
+    import os
+
     from channels.db import database_sync_to_async
 
     from mqttbridge.consumers import JsonMqttConsumer
@@ -57,6 +59,19 @@ STORAGE_CONSUMERS = """
             await writer.save(Reading(device=device, seq=0, value=content["temperature"]))
 
 
+    # The same work without the database: what the bridge and consumer cost on their own.
+    # It reports the end by creating a file, as it has no table to count.
+    handled = [0]
+
+
+    class NoStorage(JsonMqttConsumer):
+        async def receive_json(self, content, message):
+            Reading(device=self.topic_kwargs["device_id"], seq=0, value=content["temperature"])
+            handled[0] += 1
+            if handled[0] == int(os.environ["BENCH_COUNT"]):
+                open("nostorage.done", "w").close()
+
+
     class OneInsert(JsonMqttConsumer):
         async def receive_json(self, content, message):
             device = self.topic_kwargs["device_id"]
@@ -69,6 +84,8 @@ routes:
     consumer: telemetry.storage:Batched
   - topic: bench/{device_id}/single
     consumer: telemetry.storage:OneInsert
+  - topic: bench/{device_id}/none
+    consumer: telemetry.storage:NoStorage
 """
 
 
@@ -155,7 +172,9 @@ def measure_writer(model: Any, alias: str, count: int, batched: bool) -> dict[st
 # -- end to end ----------------------------------------------------------------------------------
 
 
-def _count(db: str | PostgresProcess) -> int:
+def _count(db: str | PostgresProcess, project: Path, route: str, count: int) -> int:
+    if route == "none":
+        return count if (project / "nostorage.done").exists() else 0
     if isinstance(db, PostgresProcess):
         return int(db.psql("SELECT count(*) FROM telemetry_reading"))
     with sqlite3.connect(db) as conn:
@@ -163,10 +182,17 @@ def _count(db: str | PostgresProcess) -> int:
 
 
 def measure_bridge(
-    workdir: Path, db: str | PostgresProcess, route: str, count: int, inflight: int
+    workdir: Path,
+    db: str | PostgresProcess,
+    route: str,
+    count: int,
+    inflight: int,
+    protocol: str = "5",
 ) -> dict[str, float]:
     """Readings/s and the bridge's CPU per reading, publisher to committed row."""
-    env = clean_env(DATABASE_URL=db.url) if isinstance(db, PostgresProcess) else clean_env()
+    env = clean_env(BENCH_COUNT=str(count))
+    if isinstance(db, PostgresProcess):
+        env["DATABASE_URL"] = db.url
     if isinstance(db, PostgresProcess):
         db.psql("DROP TABLE IF EXISTS telemetry_reading, telemetry_device, django_migrations")
     root = Path(tempfile.mkdtemp(dir=workdir))
@@ -176,7 +202,9 @@ def measure_bridge(
     with MosquittoProcess(
         workdir=root / "mosquitto", extra_config=[f"max_inflight_messages {inflight}"]
     ) as broker:
-        (project / "config.yaml").write_text(f"broker:\n  url: {broker.url}\n{ROUTES}")
+        (project / "config.yaml").write_text(
+            f"broker:\n  url: {broker.url}\n  protocol: '{protocol}'\n{ROUTES}"
+        )
         bridge = ProjectProcess(project, "run", "--asgi", "myproject.asgi:application", env=env)
         try:
             bridge.wait_for("bridge ready")
@@ -189,16 +217,20 @@ def measure_bridge(
                 stdout=subprocess.DEVNULL, cwd=ROOT,
             )  # fmt: skip
             deadline = start + 600
-            while _count(table) < count:
+            while _count(table, project, route, count) < count:
                 if time.perf_counter() > deadline or bridge.proc.poll() is not None:
-                    raise RuntimeError(f"stored {_count(table)} of {count}:\n{bridge.output}")
+                    raise RuntimeError(f"{route}: {count} not all stored:\n{bridge.output}")
                 time.sleep(0.1)
             seconds = time.perf_counter() - start
             cpu = cpu_seconds(bridge.proc.pid) - cpu0
             publisher.wait(60)
         finally:
             bridge.close()
-    return {"rate": count / seconds, "cpu_us": cpu / count * 1e6}
+    result = {"rate": count / seconds, "cpu_us": cpu / count * 1e6}
+    if isinstance(db, PostgresProcess) and route != "none":  # a transaction's rows share xmin
+        transactions = db.psql("SELECT count(DISTINCT xmin::text) FROM telemetry_reading")
+        result["per_flush"] = count / int(transactions)
+    return result
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -223,13 +255,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], flush=True)
         for db, name in (("sqlite", "SQLite"), (pg, "PostgreSQL")):
             target: str | PostgresProcess = db if isinstance(db, PostgresProcess) else "sqlite"
-            for route, how, n, inflight in (
-                ("batched", "BatchWriter", many, 1000),
-                ("batched", "BatchWriter", many // 4, 20),
-                ("single", "one INSERT per message", few, 1000),
+            for route, how, n, inflight, protocol in (
+                ("batched", "BatchWriter", many, 1000, "5"),
+                ("batched", "BatchWriter", many // 4, 20, "5"),
+                ("batched", "BatchWriter", many // 4, 20, "3.1.1"),
+                ("batched", "BatchWriter", many // 4, 1000, "3.1.1"),
+                ("single", "one INSERT per message", few, 1000, "5"),
+                ("none", "no storage (the bridge alone)", many, 1000, "5"),
             ):
-                result = measure_bridge(workdir, target, route, n, inflight)
-                label = f"{how}, broker in-flight {inflight}"
+                result = measure_bridge(workdir, target, route, n, inflight, protocol)
+                label = f"{how}, MQTT {protocol}, broker in-flight {inflight}"
                 rows.append(("bridge", name, label, n, result))
                 print(rows[-1], flush=True)
     print(f"# load after: {os.getloadavg()[0]:.2f}; cpus {psutil.cpu_count()}\n")

@@ -10,6 +10,7 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
         telemetry/models.py     Device(name, readings); Reading(device, seq, value)
         telemetry/consumers.py  imports the model; counts readings, replies with the count
         telemetry/batched.py    stores each message's number as a Reading through a BatchWriter
+                                (routed from config.yaml by the tests that use it)
         telemetry/live.py       a WebSocket consumer in group "live", and an MQTT consumer
                                 that tells the group about each message (one in-memory layer)
         myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http)
@@ -87,7 +88,6 @@ _FILES = {
         from channels.routing import URLRouter  # noqa: E402
 
         from mqttbridge.routing import TopicRouter, topic  # noqa: E402
-        from telemetry.batched import BatchedReadings  # noqa: E402
         from telemetry.consumers import DeviceConsumer  # noqa: E402
         from telemetry.live import LiveRelay, LiveSocket  # noqa: E402
 
@@ -97,7 +97,6 @@ _FILES = {
             "mqtt": TopicRouter([
                 topic("sensors/{device_id}/reading", DeviceConsumer.as_asgi()),
                 topic("sensors/{device_id}/live", LiveRelay.as_asgi()),
-                topic("sensors/{device_id}/batched", BatchedReadings.as_asgi()),
             ]),
         })
     """,

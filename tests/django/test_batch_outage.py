@@ -40,7 +40,10 @@ def test_no_acknowledged_reading_is_lost_while_postgresql_is_down(
 ) -> None:
     env = clean_env(DATABASE_URL=postgres_cluster.url)
     project = make_project(tmp_path, env=env)
-    (project / "config.yaml").write_text(f"broker:\n  url: {mosquitto.url}\n")
+    (project / "config.yaml").write_text(
+        f"broker:\n  url: {mosquitto.url}\nroutes:\n"
+        "  - topic: sensors/{device_id}/batched\n    consumer: telemetry.batched:BatchedReadings\n"
+    )
     bridge = ProjectProcess(project, "run", "--asgi", "myproject.asgi:application", env=env)
     client = PahoClient(mosquitto.host, mosquitto.port, client_id="numbered-publisher")
     try:
