@@ -292,7 +292,7 @@ class BatchWriter(Generic[M]):
             waited = time.monotonic() - outage_started
             self.stats.waited.append(waited)
             logger.info(
-                "database %s is back after %.1f s; %s rows of %s waited and are committed",
+                "database %s is back after %.1f s; %s rows of %s were waiting, writing them now",
                 self._describe_db(),
                 waited,
                 len(batch) + len(self._queue),
