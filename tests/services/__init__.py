@@ -1,4 +1,5 @@
 """Real Mosquitto and Redis processes (from ``harness``, which the benchmarks use too), a
+private PostgreSQL cluster (harness.postgres), a
 fault-injecting TCP proxy, and a small MQTT client.
 
 Integration tests run each service as a private child process on a free port of 127.0.0.1,
@@ -8,6 +9,7 @@ must not disturb (or be disturbed by) anything else on the machine.
 Everything here is synchronous and thread-based so it works from plain and async tests alike.
 """
 
+from harness.postgres import PostgresProcess, psql
 from harness.processes import (
     MosquittoProcess,
     RedisProcess,
@@ -26,6 +28,7 @@ from .proxy import TcpProxy
 __all__ = [
     "MosquittoProcess",
     "PahoClient",
+    "PostgresProcess",
     "RedisProcess",
     "ServiceBinaryNotFound",
     "ServiceStartError",
@@ -34,5 +37,6 @@ __all__ = [
     "find_binary",
     "free_port",
     "mqtt_ping",
+    "psql",
     "redis_ping",
 ]
