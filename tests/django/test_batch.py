@@ -44,7 +44,8 @@ def _with_table(alias: str, databases: dict[str, Any]) -> Iterator[str]:
     connections.close_all()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# PostgreSQL is a real server (tests/conftest.py's postgres_database): an integration test.
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
 def alias(request: pytest.FixtureRequest, sqlite_path: str) -> Iterator[str]:
     """The database alias to write to, with an empty BatchReading table."""
     databases = {"sqlite": sqlite_settings(sqlite_path)}
