@@ -1,4 +1,5 @@
 """Real Mosquitto and Redis processes (from ``harness``, which the benchmarks use too), a
+private PostgreSQL cluster (harness.postgres), a
 fault-injecting TCP proxy, and a small MQTT client.
 
 Integration tests run each service as a private child process on a free port of 127.0.0.1,
@@ -19,6 +20,7 @@ from harness.processes import (
     mqtt_ping,
     redis_ping,
 )
+from harness.postgres import PostgresProcess, psql
 
 from .mqtt_client import PahoClient
 from .proxy import TcpProxy
@@ -26,6 +28,7 @@ from .proxy import TcpProxy
 __all__ = [
     "MosquittoProcess",
     "PahoClient",
+    "PostgresProcess",
     "RedisProcess",
     "ServiceBinaryNotFound",
     "ServiceStartError",
@@ -34,5 +37,6 @@ __all__ = [
     "find_binary",
     "free_port",
     "mqtt_ping",
+    "psql",
     "redis_ping",
 ]
