@@ -8,8 +8,9 @@
   const devices = document.getElementById("devices");
   const template = document.getElementById("device-template");
   const series = new Map(); // device_id -> [{celsius, received}], oldest first
-  const sentAt = new Map(); // ref -> when this page sent the command (ms)
+  const sentAt = new Map(); // ref -> when this page sent the command (ms), for the round trip
 
+  const lock = (el, locked) => el.querySelectorAll("button.command").forEach((b) => (b.disabled = locked));
   const cardOf = (id) => devices.querySelector(`[data-device="${CSS.escape(id)}"]`);
 
   function card(id) {
@@ -112,7 +113,13 @@
       countOnline();
     },
     command(event) {
-      const sent = card(event.device_id).querySelector(".sent");
+      const el = card(event.device_id);
+      // The socket may tell of the command (and even of its ack) before the POST's response
+      // does: a click of this page is matched here, the device's next command event.
+      if (el.dataset.clicked) sentAt.set(event.ref, Number(el.dataset.clicked));
+      delete el.dataset.clicked;
+      const sent = el.querySelector(".sent");
+      sent.classList.remove("error");
       sent.dataset.ref = event.ref;
       sent.textContent = `sent fan ${event.fan}…`;
     },
@@ -125,7 +132,8 @@
       sentAt.delete(event.ref);
       ack.dataset.ref = event.ref;
       ack.textContent = `fan ${event.fan}` + (started ? ` · acknowledged in ${Date.now() - started} ms` : " · acknowledged");
-      el.querySelectorAll("button.command").forEach((b) => (b.disabled = false));
+      el.querySelector(".fan").textContent = event.fan;
+      lock(el, false);
     },
   };
 
@@ -152,8 +160,9 @@
     if (!button) return;
     const el = button.closest("[data-device]");
     const sent = el.querySelector(".sent");
-    el.querySelectorAll("button.command").forEach((b) => (b.disabled = true));
-    setTimeout(() => el.querySelectorAll("button.command").forEach((b) => (b.disabled = false)), 5000);
+    lock(el, true); // until the device acknowledges, or for 5 s if it does not
+    el.dataset.clicked = Date.now();
+    setTimeout(() => lock(el, false), 5000);
     try {
       const response = await fetch(`/api/devices/${encodeURIComponent(el.dataset.device)}/command/`, {
         method: "POST",
@@ -162,9 +171,9 @@
       });
       const body = await response.json();
       if (!response.ok) throw new Error(body.error || response.statusText);
-      sentAt.set(body.ref, Date.now());
-      sent.classList.remove("error");
     } catch (error) {
+      lock(el, false);
+      delete el.dataset.clicked;
       sent.classList.add("error");
       sent.textContent = `not sent: ${error.message}`;
     }
