@@ -6,12 +6,14 @@ and on a fresh PostgreSQL database for the storing path."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.django_project import ProjectProcess, clean_env
-from tests.services import MosquittoProcess, PahoClient, free_port, psql
+from tests.services import MosquittoProcess, PahoClient, PostgresProcess, free_port, psql
 
 pytestmark = pytest.mark.integration
 
@@ -281,3 +283,53 @@ def test_readings_are_stored_in_postgresql(
     finally:
         dashboard.process.close()
     assert "Traceback" not in dashboard.process.output, dashboard.process.output
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll; the timeout only turns a hang into a failure that says what was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
+    mosquitto: MosquittoProcess, postgres_cluster: PostgresProcess
+) -> None:
+    dashboard = start_dashboard(mosquitto, postgres_cluster.url)
+
+    def stored(sql: str) -> str:
+        return postgres_cluster.psql(sql)
+
+    def count() -> int:
+        return int(stored("SELECT count(*) FROM telemetry_reading"))
+
+    try:
+        with dashboard.device("pg-known") as known, dashboard.device("pg-new") as new:
+            for seq in range(20):
+                known.publish("sensors/pg-known/temperature", reading(20.0, seq), qos=1)
+            wait_for(lambda: count() == 20, "20 readings stored before the outage")
+            postgres_cluster.stop()
+            # The broker acknowledges these to the device; the bridge holds them unacknowledged
+            # until they are stored. pg-new was never seen: its device row waits too.
+            for seq in range(20, 40):
+                known.publish("sensors/pg-known/temperature", reading(21.0, seq), qos=1)
+            new.publish("devices/pg-new/status", "online", qos=1)
+            new.publish("sensors/pg-new/temperature", reading(22.0, 0), qos=1)
+            dashboard.process.wait_for("unavailable (OperationalError")
+            postgres_cluster.start()
+            wait_for(lambda: count() == 41, "41 readings stored after the outage")
+        seqs = stored(
+            "SELECT payload->>'seq' FROM telemetry_reading r JOIN telemetry_device d "
+            "ON r.device_id = d.id WHERE d.device_id = 'pg-known'"
+        ).split()
+        assert sorted(map(int, seqs)) == list(range(40))  # all of them, each once
+        assert stored("SELECT online FROM telemetry_device WHERE device_id = 'pg-new'") == "t"
+        assert dashboard.process.proc.poll() is None, dashboard.process.output
+        dashboard.process.proc.send_signal(signal.SIGTERM)
+        assert dashboard.process.proc.wait(30) == 0, dashboard.process.output
+    finally:
+        dashboard.process.close()
+    assert "Traceback" not in dashboard.process.output, dashboard.process.output
+    assert "dead-letter" not in dashboard.process.output.lower(), dashboard.process.output

@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from mqttbridge.consumers import InvalidPayload, JsonMqttConsumer, MqttConsumer
@@ -27,6 +30,25 @@ logger = logging.getLogger(__name__)
 # Device.last_seen follows readings at most this often: one UPDATE per device per interval,
 # not one per message (the page updates its "last seen" from the live readings anyway).
 LAST_SEEN_EVERY = timedelta(seconds=30)
+RETRY_MIN, RETRY_MAX = 0.1, 5.0
+
+T = TypeVar("T")
+
+
+async def riding_out_outages(what: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``await call()``, retried with back-off while the database is unreachable, as the batch
+    writer does for readings: the message being handled stays unacknowledged meanwhile, rather
+    than dead-lettered. (database_sync_to_async drops broken connections between tries.)"""
+    delay = RETRY_MIN
+    while True:
+        try:
+            return await call()
+        except (OperationalError, InterfaceError) as exc:
+            if delay == RETRY_MIN:
+                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                logger.warning("%s: database unavailable (%s); retrying", what, reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
 
 def _number(value: Any) -> float | None:
@@ -62,7 +84,9 @@ class TelemetryConsumer(JsonMqttConsumer):
 
     async def connect(self) -> None:
         self.device_id = self.topic_kwargs["device_id"]
-        self.device, created = await _device(self.device_id)
+        self.device, created = await riding_out_outages(
+            f"device {self.device_id}", lambda: _device(self.device_id)
+        )
         self.touched = self.device.last_seen
         if created:  # every open page adds its row
             event = events.status_event(self.device_id, self.device.online, None)
@@ -85,8 +109,11 @@ class TelemetryConsumer(JsonMqttConsumer):
         # acknowledge the message (QoS 1), so an acknowledged reading is a stored one.
         await readings.save(reading)
         if self.touched is None or received - self.touched >= LAST_SEEN_EVERY:
-            await _touch(self.device, received)
             self.touched = received
+            try:
+                await _touch(self.device, received)
+            except DatabaseError as exc:  # a nicety: never worth losing the reading's ack
+                logger.warning("device %s: last_seen not updated (%s)", self.device_id, exc)
         group = events.device_group(self.device_id)
         await self.channel_layer.group_send(
             group, events.reading_event(self.device_id, content, received)
@@ -115,7 +142,9 @@ class PresenceConsumer(MqttConsumer):
         # A retained status is replayed when the bridge (re)subscribes: it tells whether the
         # device is online, not when it was last seen.
         moment = None if message.get("retain") else timezone.now()
-        device = await _set_presence(device_id, state == "online", moment)
+        device = await riding_out_outages(
+            f"device {device_id}", lambda: _set_presence(device_id, state == "online", moment)
+        )
         logger.info("device %s is %s", device_id, state)
         event = events.status_event(device_id, device.online, device.last_seen)
         await self.channel_layer.group_send(events.DASHBOARD, event)
