@@ -5,18 +5,22 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
     myproject/                  <- the working directory
         manage.py
         config.yaml             (written by each test)
-        myproject/settings.py   SQLite database, in-memory channel layer
+        myproject/settings.py   SQLite database, in-memory channel layer, mqttbridge.django
+                                installed (``add_settings`` appends MQTTBRIDGE = ... per test)
         myproject/asgi.py       the standard one: setdefault, get_asgi_application, routers
         telemetry/models.py     Device(name, readings)
         telemetry/consumers.py  imports the model; counts readings, replies with the count
         telemetry/live.py       a WebSocket consumer in group "live", and an MQTT consumer
                                 that tells the group about each message (one in-memory layer)
-        myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http)
+        myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http);
+                                POST /devices/<name>/command/ publishes the body to
+                                devices/<name>/commands with mqttbridge.publish(confirm=True)
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,12 +28,29 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MQTTBRIDGE", "ProjectProcess", "clean_env", "make_project", "mqttbridge", "readings"]
+from tests.services import PahoClient
+
+__all__ = [
+    "MANAGE",
+    "MQTTBRIDGE",
+    "ProjectProcess",
+    "add_settings",
+    "clean_env",
+    "exchange",
+    "make_project",
+    "mqttbridge",
+    "project_python",
+    "readings",
+    "stop",
+]
 
 # The console script users run: unlike ``python -m mqttbridge`` it does not put the working
 # directory on sys.path by itself.
 MQTTBRIDGE = str(Path(sys.executable).with_name("mqttbridge"))
+# `python manage.py ...`, as the launcher of ProjectProcess or mqttbridge(): the Django command.
+MANAGE = (sys.executable, "manage.py")
 
 _FILES = {
     "manage.py": """
@@ -51,7 +72,7 @@ _FILES = {
         DEBUG = False
         ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
         ROOT_URLCONF = "myproject.urls"
-        INSTALLED_APPS = ["channels", "telemetry"]
+        INSTALLED_APPS = ["channels", "mqttbridge.django", "telemetry"]
         DATABASES = {
             "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
         }
@@ -90,12 +111,19 @@ _FILES = {
         from django.http import HttpResponse
         from django.urls import path
 
+        import mqttbridge
+
 
         def hello(request):
             return HttpResponse("hello")
 
 
-        urlpatterns = [path("hello/", hello)]
+        def command(request, name):
+            mqttbridge.publish(f"devices/{name}/commands", request.body, confirm=True)
+            return HttpResponse("sent")
+
+
+        urlpatterns = [path("hello/", hello), path("devices/<name>/command/", command)]
     """,
     "telemetry/live.py": """
         import asyncio
@@ -201,6 +229,12 @@ def make_project(root: Path, files: dict[str, str] | None = None) -> Path:
     return project
 
 
+def add_settings(project: Path, text: str) -> None:
+    """Append ``text`` (Python, e.g. ``MQTTBRIDGE = {...}``) to the project's settings.py."""
+    with (project / "myproject" / "settings.py").open("a") as settings:
+        settings.write("\n" + textwrap.dedent(text).strip() + "\n")
+
+
 def readings(project: Path, name: str) -> int | None:
     """How many readings the project's database holds for device ``name``."""
     with sqlite3.connect(project / "db.sqlite3") as db:
@@ -209,13 +243,30 @@ def readings(project: Path, name: str) -> int | None:
 
 
 def mqttbridge(
-    project: Path, *args: str, env: dict[str, str] | None = None
+    project: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = (MQTTBRIDGE,),
 ) -> subprocess.CompletedProcess[str]:
-    """Run a short ``mqttbridge`` command (``check``, or ``run`` that should refuse at once)."""
+    """Run a short ``mqttbridge`` command (``check``, or ``run`` that should refuse at once);
+    ``launcher=MANAGE`` runs ``python manage.py <args>``."""
     return subprocess.run(
-        [MQTTBRIDGE, *args],
+        [*launcher, *args],
         cwd=project,
         env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def project_python(project: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c script`` as a process of the project would: in its directory, with
+    ``DJANGO_SETTINGS_MODULE`` set and ``django.setup()`` left to the script."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        env=clean_env(DJANGO_SETTINGS_MODULE="myproject.settings"),
         capture_output=True,
         text=True,
         timeout=60,
@@ -265,3 +316,20 @@ class ProjectProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+
+
+def exchange(broker: Any, topic: str, device: str, times: int = 1) -> list[bytes]:
+    """Publish ``times`` readings for ``device`` to ``broker`` (a Mosquitto fixture); return the
+    acknowledgements the project's consumers sent back on ``devices/<device>/ack``."""
+    with PahoClient(broker.host, broker.port) as client:
+        client.subscribe(f"devices/{device}/ack", qos=1)
+        for _ in range(times):
+            client.publish(topic, b"{}", qos=1)
+        return [bytes(client.next_message(timeout=20).payload) for _ in range(times)]
+
+
+def stop(process: ProjectProcess) -> None:
+    """SIGTERM; the process must exit 0 with no traceback."""
+    process.proc.send_signal(signal.SIGTERM)
+    assert process.proc.wait(20) == 0, process.output
+    assert "Traceback" not in process.output
