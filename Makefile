@@ -36,7 +36,7 @@ dashboard: $(VENV)/.dashboard-deps  ## the Django dashboard: http://127.0.0.1:80
 	{ sleep 2; exec $(CURDIR)/$(BIN)/mqttbridge simulate --broker mqtt://$(DASHBOARD_MQTT) \
 	    --profile generic --devices $(DASHBOARD_DEVICES) --plain; } & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
-	$(CURDIR)/$(BIN)/mqttbridge run --asgi dashboard.asgi:application --http $(DASHBOARD_HTTP)
+	$(CURDIR)/$(BIN)/python manage.py mqttbridge run --http $(DASHBOARD_HTTP)
 
 test: $(VENV)/.test-deps  ## unit tests, then integration tests (private Mosquitto and Redis)
 	$(BIN)/pytest -q -m "not integration"

@@ -1,15 +1,14 @@
-"""examples/dashboard run as users run it (``mqttbridge run --asgi dashboard.asgi:application
---http ...`` from its directory), against a private Mosquitto, with an independent paho client
-as the device, a real WebSocket client (``websockets``) as the page, and plain HTTP: on SQLite,
-and on a fresh PostgreSQL database for the storing path."""
+"""examples/dashboard run as users run it, from its directory (``python manage.py mqttbridge run
+--http ...``, and the standalone ``mqttbridge run --asgi dashboard.asgi:application --http ...``),
+against a private Mosquitto, with an independent paho client as the device, a real WebSocket
+client (``websockets``) as the page, and plain HTTP: on SQLite, and on PostgreSQL (a fresh
+database; a private cluster stopped while readings flow)."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.django_project import ProjectProcess, clean_env
+from tests.django_project import MANAGE, ProjectProcess, clean_env, stop
 from tests.services import MosquittoProcess, PahoClient, PostgresProcess, free_port, psql
 
 pytestmark = pytest.mark.integration
@@ -71,17 +70,21 @@ class Dashboard:
         return device
 
 
-def start_dashboard(broker: MosquittoProcess, database_url: str) -> Dashboard:
+def start_dashboard(
+    broker: MosquittoProcess, database_url: str, *, standalone: bool = False
+) -> Dashboard:
+    """``manage.py mqttbridge run --http`` (or the standalone command) in examples/dashboard."""
     env = clean_env(DATABASE_URL=database_url, DASHBOARD_BROKER=broker.url)
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=PROJECT,
-        env=env,
-        check=True,
-        timeout=120,
+        [*MANAGE, "migrate", "--no-input", "-v", "0"], cwd=PROJECT, env=env, check=True, timeout=120
     )
     listen = f"127.0.0.1:{free_port()}"
-    process = ProjectProcess(PROJECT, "run", "--asgi", ASGI, "--http", listen, env=env)
+    if standalone:
+        process = ProjectProcess(PROJECT, "run", "--asgi", ASGI, "--http", listen, env=env)
+    else:
+        process = ProjectProcess(
+            PROJECT, "mqttbridge", "run", "--http", listen, env=env, launcher=MANAGE
+        )
     process.wait_for("bridge ready")
     process.wait_for("serving HTTP and WebSocket on")
     return Dashboard(process, f"http://{listen}", broker)
@@ -95,9 +98,11 @@ def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dashboard(shared_mosquitto: MosquittoProcess, sqlite_file: Path) -> Iterator[Dashboard]:
     running = start_dashboard(shared_mosquitto, f"sqlite:///{sqlite_file}")
-    yield running
-    running.process.close()
-    assert "Traceback" not in running.process.output, running.process.output
+    try:
+        yield running
+        stop(running.process)  # SIGTERM: exit 0, no traceback
+    finally:
+        running.process.close()
 
 
 @pytest.fixture
@@ -123,6 +128,15 @@ def next_event(socket: ClientConnection, kind: str, device_id: str) -> dict[str,
         if event["type"] == kind and event["device_id"] == device_id:
             return event  # type: ignore[no-any-return]
         seen.append(event)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll; the timeout only turns a hang into a failure that says what was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def stored(sqlite_file: Path, device_id: str) -> list[tuple[float, float | None]]:
@@ -258,10 +272,10 @@ def postgres_url(postgres_database: str) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{postgres_database}"
 
 
-def test_readings_are_stored_in_postgresql(
+def test_readings_are_stored_in_postgresql_by_the_standalone_command(
     mosquitto: MosquittoProcess, postgres_url: str, postgres_database: str
 ) -> None:
-    dashboard = start_dashboard(mosquitto, postgres_url)
+    dashboard = start_dashboard(mosquitto, postgres_url, standalone=True)
     try:
         with dashboard.socket() as socket, dashboard.device("pg-1") as device:
             device.publish("devices/pg-1/status", "online", qos=1)
@@ -280,18 +294,9 @@ def test_readings_are_stored_in_postgresql(
         assert psql(online, dbname=postgres_database) == "t"
         last = dashboard.get("/api/devices/pg-1/readings/?limit=3")
         assert [r["celsius"] for r in last] == [21.97, 21.98, 21.99]
+        stop(dashboard.process)
     finally:
         dashboard.process.close()
-    assert "Traceback" not in dashboard.process.output, dashboard.process.output
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Poll; the timeout only turns a hang into a failure that says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
@@ -327,9 +332,7 @@ def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
         assert sorted(map(int, seqs)) == list(range(40))  # all of them, each once
         assert stored("SELECT online FROM telemetry_device WHERE device_id = 'pg-new'") == "t"
         assert dashboard.process.proc.poll() is None, dashboard.process.output
-        dashboard.process.proc.send_signal(signal.SIGTERM)
-        assert dashboard.process.proc.wait(30) == 0, dashboard.process.output
+        stop(dashboard.process)  # up all along; SIGTERM: exit 0, no traceback
     finally:
         dashboard.process.close()
-    assert "Traceback" not in dashboard.process.output, dashboard.process.output
     assert "dead-letter" not in dashboard.process.output.lower(), dashboard.process.output
