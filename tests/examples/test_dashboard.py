@@ -256,7 +256,9 @@ def test_bad_requests_are_refused_with_a_reason(dashboard: Dashboard) -> None:
     )
     assert refused(command, {"fan": "on"}) == (404, "no device 'nobody'")
     assert dashboard.status_of("/api/devices/nobody/readings/?limit=0") == 400
-    assert dashboard.status_of("/api/devices/nobody/readings/") == 404
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        dashboard.get("/api/devices/nobody/readings/")
+    assert (unknown.value.code, json.load(unknown.value)) == (404, {"error": "no device 'nobody'"})
     assert dashboard.status_of(command) == 405  # GET
 
 
