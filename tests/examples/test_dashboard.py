@@ -8,86 +8,28 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
-from tests.django_project import MANAGE, ProjectProcess, clean_env, stop
-from tests.services import MosquittoProcess, PahoClient, PostgresProcess, free_port, psql
+from tests.dashboard_project import (
+    TIMEOUT,
+    Dashboard,
+    next_event,
+    reading,
+    start_dashboard,
+    wait_for,
+)
+from tests.django_project import stop
+from tests.services import MosquittoProcess, PostgresProcess, psql
 
 pytestmark = pytest.mark.integration
-
-PROJECT = Path(__file__).resolve().parents[2] / "examples" / "dashboard"
-ASGI = "dashboard.asgi:application"
-TIMEOUT = 20.0
-
-
-@dataclass
-class Dashboard:
-    process: ProjectProcess
-    url: str  # http://127.0.0.1:<port>
-    broker: MosquittoProcess
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=TIMEOUT) as response:
-            return json.load(response)
-
-    def post(self, path: str, body: Any, content_type: str = "application/json") -> Any:
-        request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": content_type}
-        )
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return response.status, json.load(response)
-
-    def status_of(self, path: str, **request: Any) -> int:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(self.url + path, **request)) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    def socket(self) -> ClientConnection:
-        return connect(
-            self.url.replace("http", "ws", 1) + "/ws/dashboard/",
-            origin=self.url,  # the socket checks Origin against ALLOWED_HOSTS, as a browser's
-            open_timeout=TIMEOUT,
-        )
-
-    def device(self, device_id: str, *, will: bool = False) -> PahoClient:
-        device = PahoClient(self.broker.host, self.broker.port, client_id=device_id)
-        if will:
-            device.client.will_set(f"devices/{device_id}/status", "offline", qos=1, retain=True)
-        device.connect()
-        return device
-
-
-def start_dashboard(
-    broker: MosquittoProcess, database_url: str, *, standalone: bool = False
-) -> Dashboard:
-    """``manage.py mqttbridge run --http`` (or the standalone command) in examples/dashboard."""
-    env = clean_env(DATABASE_URL=database_url, DASHBOARD_BROKER=broker.url)
-    subprocess.run(
-        [*MANAGE, "migrate", "--no-input", "-v", "0"], cwd=PROJECT, env=env, check=True, timeout=120
-    )
-    listen = f"127.0.0.1:{free_port()}"
-    if standalone:
-        process = ProjectProcess(PROJECT, "run", "--asgi", ASGI, "--http", listen, env=env)
-    else:
-        process = ProjectProcess(
-            PROJECT, "mqttbridge", "run", "--http", listen, env=env, launcher=MANAGE
-        )
-    process.wait_for("bridge ready")
-    process.wait_for("serving HTTP and WebSocket on")
-    return Dashboard(process, f"http://{listen}", broker)
 
 
 @pytest.fixture(scope="module")
@@ -109,34 +51,6 @@ def dashboard(shared_mosquitto: MosquittoProcess, sqlite_file: Path) -> Iterator
 def device_id(request: pytest.FixtureRequest) -> str:
     """A device of its own per test (the broker and the bridge are shared by the module)."""
     return f"t-{request.node.name.removeprefix('test_')[:40]}".replace("_", "-")
-
-
-def reading(celsius: float, seq: int) -> str:
-    return json.dumps(
-        {"celsius": celsius, "humidity": 40.5, "battery": 99.0, "fan": "off", "seq": seq, "ts": 1}
-    )
-
-
-def next_event(socket: ClientConnection, kind: str, device_id: str) -> dict[str, Any]:
-    """The next event of ``kind`` about ``device_id`` (other tests' devices also talk)."""
-    seen = []
-    while True:
-        try:
-            event = json.loads(socket.recv(timeout=TIMEOUT))
-        except TimeoutError:
-            raise AssertionError(f"no {kind} event for {device_id}; got {seen}") from None
-        if event["type"] == kind and event["device_id"] == device_id:
-            return event  # type: ignore[no-any-return]
-        seen.append(event)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Poll; the timeout only turns a hang into a failure that says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def stored(sqlite_file: Path, device_id: str) -> list[tuple[float, float | None]]:
