@@ -76,10 +76,11 @@ class Dashboard:
         )
 
     def device(self, device_id: str, *, will: bool = False) -> PahoClient:
+        """A device on the broker, not yet connected: ``with dashboard.device("t1") as t1:``.
+        With ``will``, its last will is the generic profile's: ``offline``, retained."""
         device = PahoClient(self.broker.host, self.broker.port, client_id=device_id)
         if will:
             device.client.will_set(f"devices/{device_id}/status", "offline", qos=1, retain=True)
-        device.connect()
         return device
 
 

@@ -129,19 +129,15 @@ def test_the_command_view_reaches_the_device_and_its_ack_reaches_the_socket(
 
 
 def test_the_last_will_marks_the_device_offline(dashboard: Dashboard, device_id: str) -> None:
-    device = dashboard.device(device_id, will=True)
-    try:
-        with dashboard.socket() as socket:
-            device.publish(f"devices/{device_id}/status", "online", qos=1)
-            assert next_event(socket, "status", device_id)["online"] is True
-            # Killed, not disconnected: the broker publishes the will.
-            device.client.loop_stop()
-            sock = device.client.socket()
-            assert sock is not None
-            sock.close()
-            assert next_event(socket, "status", device_id)["online"] is False
-    finally:
-        device.close()
+    with dashboard.socket() as socket, dashboard.device(device_id, will=True) as device:
+        device.publish(f"devices/{device_id}/status", "online", qos=1)
+        assert next_event(socket, "status", device_id)["online"] is True
+        # Killed, not disconnected: the broker publishes the will.
+        device.client.loop_stop()
+        sock = device.client.socket()
+        assert sock is not None
+        sock.close()
+        assert next_event(socket, "status", device_id)["online"] is False
     listed = {entry["device_id"]: entry for entry in dashboard.get("/api/devices/")}
     assert listed[device_id]["online"] is False
 
