@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run dashboard test lint bench clean
+.PHONY: run dashboard test lint bench bench-storage clean
 
 # `make run` installs only what the bridge needs; the test tools come with `make test`.
 $(BIN)/mqttbridge: pyproject.toml
@@ -54,6 +54,9 @@ lint: $(VENV)/.test-deps
 
 bench: $(VENV)/.test-deps  ## the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python -m bench
+
+bench-storage: $(VENV)/.test-deps  ## readings stored per second, BatchWriter vs one INSERT each
+	$(BIN)/python -m bench.storage
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

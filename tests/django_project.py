@@ -8,8 +8,10 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
         myproject/settings.py   SQLite database, in-memory channel layer, mqttbridge.django
                                 installed (``add_settings`` appends MQTTBRIDGE = ... per test)
         myproject/asgi.py       the standard one: setdefault, get_asgi_application, routers
-        telemetry/models.py     Device(name, readings)
+        telemetry/models.py     Device(name, readings); Reading(device, seq, value)
         telemetry/consumers.py  imports the model; counts readings, replies with the count
+        telemetry/batched.py    stores each message's number as a Reading through a BatchWriter
+                                (routed from config.yaml by the tests that use it)
         telemetry/live.py       a WebSocket consumer in group "live", and an MQTT consumer
                                 that tells the group about each message (one in-memory layer)
         myproject/urls.py       GET /hello/ answers "hello" (HTTP served by --http);
@@ -65,7 +67,9 @@ _FILES = {
     """,
     "myproject/__init__.py": "",
     "myproject/settings.py": """
+        import os
         from pathlib import Path
+        from urllib.parse import urlsplit
 
         BASE_DIR = Path(__file__).resolve().parent.parent
         SECRET_KEY = "test-only"
@@ -76,6 +80,16 @@ _FILES = {
         DATABASES = {
             "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
         }
+        if os.environ.get("DATABASE_URL"):  # postgres://user@host:port/name
+            url = urlsplit(os.environ["DATABASE_URL"])
+            DATABASES["default"] = {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": url.path.lstrip("/"),
+                "USER": url.username,
+                "HOST": url.hostname,
+                "PORT": str(url.port),
+                "CONN_MAX_AGE": 60,
+            }
         DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
         USE_TZ = True
         ASGI_APPLICATION = "myproject.asgi.application"
@@ -175,6 +189,28 @@ _FILES = {
         class Device(models.Model):
             name = models.CharField(max_length=64, unique=True)
             readings = models.IntegerField(default=0)
+
+
+        class Reading(models.Model):
+            device = models.CharField(max_length=64)
+            seq = models.IntegerField()  # the publisher's number; repeats are redeliveries
+            value = models.FloatField(default=0)
+    """,
+    "telemetry/batched.py": """
+        from mqttbridge.consumers import MqttConsumer
+        from mqttbridge.django.batch import BatchWriter
+
+        from .models import Reading
+
+        # One writer for every device: batches fill from all of them at once.
+        readings = BatchWriter(Reading, max_batch=200, max_delay=0.05, retry_max=1.0)
+
+
+        class BatchedReadings(MqttConsumer):
+            async def receive(self, message):
+                device = self.topic_kwargs["device_id"]
+                # Returns once committed: the message is acknowledged after its row is stored.
+                await readings.save(Reading(device=device, seq=int(message["payload"])))
     """,
     "telemetry/consumers.py": """
         from channels.db import database_sync_to_async
@@ -212,8 +248,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def make_project(root: Path, files: dict[str, str] | None = None) -> Path:
-    """Write the project under ``root/myproject``, create its database; return the directory."""
+def make_project(
+    root: Path, files: dict[str, str] | None = None, env: dict[str, str] | None = None
+) -> Path:
+    """Write the project under ``root/myproject``, create its database (``env`` may name
+    another with ``DATABASE_URL=postgres://...``); return the directory."""
     project = root / "myproject"
     for name, text in {**_FILES, **(files or {})}.items():
         path = project / name
@@ -222,7 +261,7 @@ def make_project(root: Path, files: dict[str, str] | None = None) -> Path:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--run-syncdb", "-v", "0"],
         cwd=project,
-        env=clean_env(),
+        env=env or clean_env(),
         check=True,
         timeout=120,
     )

@@ -9,6 +9,7 @@ must not disturb (or be disturbed by) anything else on the machine.
 Everything here is synchronous and thread-based so it works from plain and async tests alike.
 """
 
+from harness.postgres import PostgresProcess, psql
 from harness.processes import (
     MosquittoProcess,
     RedisProcess,
@@ -20,7 +21,6 @@ from harness.processes import (
     mqtt_ping,
     redis_ping,
 )
-from harness.postgres import PostgresProcess, psql
 
 from .mqtt_client import PahoClient
 from .proxy import TcpProxy
