@@ -1,5 +1,5 @@
 """Real Mosquitto and Redis processes (from ``harness``, which the benchmarks use too), a
-fault-injecting TCP proxy, and a small MQTT client.
+fault-injecting TCP proxy, a small MQTT client, and headless Chromium (``harness.browser``).
 
 Integration tests run each service as a private child process on a free port of 127.0.0.1,
 never the shared instances on 1883/6379: tests stop, SIGKILL, restart and SIGSTOP them, and
@@ -8,6 +8,7 @@ must not disturb (or be disturbed by) anything else on the machine.
 Everything here is synchronous and thread-based so it works from plain and async tests alike.
 """
 
+from harness.browser import chromium, find_chromium
 from harness.processes import (
     MosquittoProcess,
     RedisProcess,
@@ -31,7 +32,9 @@ __all__ = [
     "ServiceStartError",
     "TcpProxy",
     "TlsListener",
+    "chromium",
     "find_binary",
+    "find_chromium",
     "free_port",
     "mqtt_ping",
     "redis_ping",
