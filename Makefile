@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshot clean
 
 # `make run` installs only what the bridge needs; the test tools come with `make test`.
 $(BIN)/mqttbridge: pyproject.toml
@@ -33,6 +33,9 @@ lint: $(VENV)/.test-deps
 
 bench: $(VENV)/.test-deps  ## the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python -m bench
+
+screenshot: $(VENV)/.test-deps  ## docs/dashboard.png: the dashboard example in headless Chromium
+	$(BIN)/python -m bench.screenshot
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

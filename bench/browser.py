@@ -1,0 +1,216 @@
+"""Device publish -> browser DOM update latency through the dashboard example, one process:
+
+    python -m bench.browser [--devices 100] [--rate 10] [--seconds 30] [--warmup 10]
+
+A private Mosquitto; the dashboard (``harness.dashboard``: ``mqttbridge run --asgi
+dashboard.asgi:application --http``, HTTP, WebSocket and MQTT in one process, SQLite); the
+page open in headless Chromium (Debian's, ``harness.browser``); then ``mqttbridge simulate``
+with ``--devices`` generic devices at ``--rate`` readings each per second (100 x 10 = 1,000
+msg/s by default).
+
+Each reading carries ``ts``, the device's send time in ms (the simulator's ``unix_ms``
+timestamp, taken as the payload is built). A script injected before the page's own
+(``PROBE``) wraps the page's WebSocket: when a ``reading`` event arrives it is noted per
+device, and a MutationObserver records ``performance.timeOrigin + performance.now()`` when
+that device's ``.celsius`` text changes, which the page does in the same task. Latency is that
+moment minus ``ts`` (same machine, same wall clock); the bridge's own ``received`` stamp in the
+event splits it into device -> consumer and consumer -> DOM. Readings of the first
+``--warmup`` seconds (devices connecting, the page fetching each new card's history) are left
+out. Also reported: readings arrived at the page and updated in the DOM against those sent,
+and CPU time per message of the bridge process (psutil), of Chromium, the simulator and
+Mosquitto.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+from playwright.sync_api import expect
+
+from bench.common import percentile
+from bench.report import cpu_seconds, machine_info
+from harness.browser import chromium
+from harness.children import ROOT
+from harness.dashboard import DashboardProcess, SimulatedDevices
+from harness.processes import MosquittoProcess, find_binary
+
+__all__ = ["PROBE", "main"]
+
+PROBE = """(() => {
+    const now = () => performance.timeOrigin + performance.now();
+    const probe = (window.__latency = { arrived: 0, samples: [], pending: new Map() });
+    const Native = window.WebSocket;
+    // Our listener is added in the constructor, so it runs before the page's own.
+    window.WebSocket = class extends Native {
+        constructor(...args) {
+            super(...args);
+            this.addEventListener("message", (message) => {
+                let event;
+                try { event = JSON.parse(message.data); } catch { return; }
+                if (event.type !== "reading" || typeof event.ts !== "number") return;
+                probe.arrived += 1;
+                const list = probe.pending.get(event.device_id) || [];
+                list.push([event.ts, event.received, now()]);
+                probe.pending.set(event.device_id, list);
+            });
+        }
+    };
+    // Runs at the microtask checkpoint right after the page's handler changed the DOM.
+    new MutationObserver((records) => {
+        const at = now();
+        for (const record of records) {
+            const node = record.target;
+            const target = node.nodeType === 1 ? node : node.parentElement;
+            if (!target || !target.classList.contains("celsius")) continue;
+            const card = target.closest("[data-device]");
+            const list = card && probe.pending.get(card.dataset.device);
+            if (!list || !list.length) continue;
+            for (const [ts, received, arrived] of list) {
+                probe.samples.push([ts, received, arrived, at]);
+            }
+            list.length = 0;
+        }
+    }).observe(document, { subtree: true, childList: true, characterData: true });
+})();"""
+
+
+def _chromium_cpu() -> float:
+    """CPU seconds of the Chromium processes this process started (through Playwright)."""
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in child.name():
+                times = child.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def _cpu(pids: dict[str, int]) -> dict[str, float]:
+    out = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    out["chromium"] = _chromium_cpu()
+    return out
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50": percentile(ordered, 0.50),
+        "p99": percentile(ordered, 0.99),
+        "max": ordered[-1] if ordered else float("nan"),
+    }
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    total = args.warmup + args.seconds
+    with (
+        MosquittoProcess(workdir=workdir / "mosquitto") as broker,
+        DashboardProcess(workdir / "dashboard", broker.url) as dashboard,
+        chromium() as browser,
+    ):
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.add_init_script(PROBE)
+        page.goto(dashboard.url)
+        expect(page.locator("body")).to_have_attribute("data-ws", "open", timeout=60_000)
+        summary_path = workdir / "simulate.json"
+        extra = ("--duration", str(total + 2), "--json", str(summary_path), "--qos", "0")
+        started = time.time()
+        with SimulatedDevices(
+            workdir / "devices", broker.url, devices=args.devices, rate=args.rate, extra=extra
+        ) as fleet:
+            pids = {"bridge": dashboard.pid, "simulator": fleet.pid}
+            if broker.pid:
+                pids["mosquitto"] = broker.pid
+            time.sleep(args.warmup)
+            window_start = time.time()
+            cpu_before = _cpu(pids)
+            time.sleep(args.seconds)
+            window_end = time.time()
+            cpu_after = _cpu(pids)
+            load = os.getloadavg()
+            fleet.proc.wait(timeout=60)
+        time.sleep(1)  # the last readings reach the page
+        probe = page.evaluate("({arrived: __latency.arrived, samples: __latency.samples})")
+        cards = page.locator("[data-device]").count()
+    sent = json.loads(summary_path.read_text())["telemetry_published"]
+    samples = probe["samples"]
+    window = [s for s in samples if window_start * 1000 <= s[0] < window_end * 1000]
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    messages = len(window)
+    return {
+        "devices": args.devices,
+        "rate_per_device": args.rate,
+        "target_msg_per_s": args.devices * args.rate,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "started": started,
+        "sent": sent,
+        "arrived_at_page": probe["arrived"],
+        "dom_updates": len(samples),
+        "cards": cards,
+        "window_readings": messages,
+        "window_msg_per_s": messages / (window_end - window_start),
+        "latency_ms": _stats([s[3] - s[0] for s in window]),
+        "device_to_consumer_ms": _stats([s[1] - s[0] for s in window]),
+        "consumer_to_dom_ms": _stats([s[3] - s[1] for s in window]),
+        "socket_to_dom_ms": _stats([s[3] - s[2] for s in window]),
+        "cpu_seconds": cpu,
+        "cpu_ms_per_message": {k: 1000 * v / max(messages, 1) for k, v in cpu.items()},
+        "load_at_end": load,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.browser",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--devices", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=10.0, help="readings per device per s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="the measured window")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds left out first")
+    args = parser.parse_args(argv)
+    machine = machine_info(find_binary("mosquitto", "MOSQUITTO_BIN"), None)
+    print("machine: " + json.dumps(machine), flush=True)
+    print(f"load before: {os.getloadavg()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="mqttbridge-browser-bench-") as tmp:
+        result = run(args, Path(tmp))
+    result["machine"] = machine
+    lat = result["latency_ms"]
+    print(
+        f"\n{result['target_msg_per_s']:g} msg/s over {result['devices']} devices, "
+        f"{result['seconds']:g} s measured ({result['window_msg_per_s']:.0f} msg/s in the DOM)\n"
+        f"device -> DOM latency ms: p50 {lat['p50']:.1f}, p99 {lat['p99']:.1f}, "
+        f"max {lat['max']:.1f}"
+    )
+    for part in ("device_to_consumer_ms", "consumer_to_dom_ms", "socket_to_dom_ms"):
+        s = result[part]
+        print(f"  {part}: p50 {s['p50']:.1f}, p99 {s['p99']:.1f}, max {s['max']:.1f}")
+    print(
+        f"readings sent {result['sent']}, arrived at the page {result['arrived_at_page']}, "
+        f"DOM updates {result['dom_updates']}; cards {result['cards']}"
+    )
+    print(
+        "CPU ms per message: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in result["cpu_ms_per_message"].items())
+    )
+    out = ROOT / "bench" / "results" / f"browser-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
