@@ -81,7 +81,8 @@ class DashboardProcess:
         self.broker_url = broker_url
         self.port = port or free_port()
         self.log_path = workdir / "dashboard.log"
-        self.database_url = f"sqlite:///{workdir / 'db.sqlite3'}"
+        self.database = workdir / "db.sqlite3"
+        self.database_url = f"sqlite:///{self.database}"
         self.env = _user_env(DATABASE_URL=self.database_url, **(env or {}))
         self.proc: subprocess.Popen[bytes] | None = None
 
