@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench screenshot clean
+.PHONY: run dashboard test lint bench screenshot clean
 
 # `make run` installs only what the bridge needs; the test tools come with `make test`.
 $(BIN)/mqttbridge: pyproject.toml
@@ -19,17 +19,38 @@ $(VENV)/.test-deps: $(BIN)/mqttbridge pyproject.toml
 run: $(BIN)/mqttbridge  ## embedded broker + bridge + example routes + a simulated mixed fleet
 	$(BIN)/mqttbridge run --config config.yaml --demo
 
+# The Django example (examples/dashboard/README.md): migrate, then one process serving the page
+# (HTTP and WebSocket), the embedded broker and the bridge, and beside it a few simulated
+# devices, stopped with it. Ctrl-C stops both.
+DASHBOARD_HTTP ?= 127.0.0.1:8000
+DASHBOARD_MQTT ?= 127.0.0.1:18831
+DASHBOARD_DEVICES ?= 5
+
+$(VENV)/.dashboard-deps: $(BIN)/mqttbridge pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dashboard]'
+	touch $@
+
+dashboard: $(VENV)/.dashboard-deps  ## the Django dashboard: http://127.0.0.1:8000/ with 5 simulated devices
+	cd examples/dashboard && $(CURDIR)/$(BIN)/python manage.py migrate --no-input -v 1
+	cd examples/dashboard || exit 1; export DASHBOARD_MQTT_LISTEN=$(DASHBOARD_MQTT); \
+	{ sleep 2; exec $(CURDIR)/$(BIN)/mqttbridge simulate --broker mqtt://$(DASHBOARD_MQTT) \
+	    --profile generic --devices $(DASHBOARD_DEVICES) --plain; } & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
+	$(CURDIR)/$(BIN)/mqttbridge run --asgi dashboard.asgi:application --http $(DASHBOARD_HTTP)
+
 test: $(VENV)/.test-deps  ## unit tests, then integration tests (private Mosquitto and Redis)
 	$(BIN)/pytest -q -m "not integration"
 	$(BIN)/pytest -q -m integration
 
 lint: $(VENV)/.test-deps
-	$(BIN)/ruff check bridge consumers devices tests bench harness
+	$(BIN)/ruff check bridge consumers devices tests bench harness examples
 	rm -rf build/typecheck && mkdir -p build/typecheck
 	cp -as $(CURDIR)/bridge build/typecheck/mqttbridge
 	cp -as $(CURDIR)/consumers build/typecheck/mqttbridge/consumers
 	cp -as $(CURDIR)/devices build/typecheck/mqttbridge/devices
 	$(BIN)/mypy
+	cd examples/dashboard && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+	    --explicit-package-bases --exclude migrations dashboard telemetry
 
 bench: $(VENV)/.test-deps  ## the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python -m bench

@@ -147,6 +147,10 @@ class _ManagedProcess(ABC):
     binary_name: str
     package: str
     env_var: str
+    # SIGTERM makes Mosquitto and Redis save and exit; PostgreSQL wants SIGINT ("fast").
+    stop_signal = signal.SIGTERM
+    # The OS user the child runs as (None: ours); PostgreSQL refuses to run as root.
+    run_as: str | None = None
 
     def __init__(
         self,
@@ -252,6 +256,7 @@ class _ManagedProcess(ABC):
                 # Own session: a Ctrl-C aimed at pytest must not kill the broker before the
                 # fixtures' teardown (and the atexit hook) get to stop it in order.
                 start_new_session=True,
+                user=self.run_as,
             )
         _live.add(self)
         deadline = time.monotonic() + timeout
@@ -273,13 +278,13 @@ class _ManagedProcess(ABC):
         )
 
     def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM (the service saves its state and exits), SIGKILL if it takes over `timeout`."""
+        """`stop_signal` (the service saves its state and exits), SIGKILL past `timeout`."""
         proc = self._proc
         if proc is None:
             return
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(self.stop_signal)
                 # A SIGSTOPped process only acts on SIGTERM once continued.
                 proc.send_signal(signal.SIGCONT)
             try:
@@ -333,7 +338,7 @@ class _ManagedProcess(ABC):
     def log_tail(self, lines: int = 30) -> str:
         """The last `lines` of the service log and of its console output, for failure messages."""
         parts = []
-        for path in (self.log_path, self.console_path):
+        for path in dict.fromkeys((self.log_path, self.console_path)):
             try:
                 text = path.read_text(errors="replace")
             except FileNotFoundError:

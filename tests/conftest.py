@@ -16,11 +16,13 @@ import pytest
 
 from tests.services import (
     MosquittoProcess,
+    PostgresProcess,
     RedisProcess,
     ServiceBinaryNotFound,
     TcpProxy,
     chromium,
     find_chromium,
+    psql,
 )
 from tests.services.certs import Pki, make_pki
 
@@ -36,6 +38,8 @@ _SERVICE_FIXTURES = {
     "redis_server",
     "tcp_proxy",
     "pki",
+    "postgres_database",
+    "postgres_cluster",
     "browser",
     "page",
 }
@@ -67,7 +71,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.browser)
 
 
-def _unavailable(error: ServiceBinaryNotFound) -> None:
+def _unavailable(error: Exception) -> None:
     if _in_ci():
         pytest.fail(f"CI=true and a required service is missing: {error}", pytrace=False)
     pytest.skip(str(error))
@@ -125,6 +129,32 @@ def redis_server(tmp_path: Path) -> Iterator[RedisProcess]:
         raise
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the shared PostgreSQL of 127.0.0.1:5432 (trust auth, user postgres)
+    for the whole run, dropped at the end. Never stop that server: use ``postgres_cluster``."""
+    name = f"mqttbridge_test_{os.getpid()}"
+    try:
+        psql(f"DROP DATABASE IF EXISTS {name}")
+        psql(f"CREATE DATABASE {name}")
+    except (OSError, RuntimeError) as error:
+        _unavailable(error)
+    yield name
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_cluster() -> Iterator[PostgresProcess]:
+    """A private PostgreSQL cluster on a free port, free to be stopped and started again."""
+    try:
+        cluster = PostgresProcess()
+    except ServiceBinaryNotFound as error:
+        _unavailable(error)
+        raise
+    with cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

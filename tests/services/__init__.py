@@ -1,5 +1,6 @@
 """Real Mosquitto and Redis processes (from ``harness``, which the benchmarks use too), a
-fault-injecting TCP proxy, a small MQTT client, and headless Chromium (``harness.browser``).
+private PostgreSQL cluster (harness.postgres), a fault-injecting TCP proxy, a small MQTT client,
+and headless Chromium (``harness.browser``).
 
 Integration tests run each service as a private child process on a free port of 127.0.0.1,
 never the shared instances on 1883/6379: tests stop, SIGKILL, restart and SIGSTOP them, and
@@ -20,6 +21,7 @@ from harness.processes import (
     mqtt_ping,
     redis_ping,
 )
+from harness.postgres import PostgresProcess, psql
 
 from .mqtt_client import PahoClient
 from .proxy import TcpProxy
@@ -27,6 +29,7 @@ from .proxy import TcpProxy
 __all__ = [
     "MosquittoProcess",
     "PahoClient",
+    "PostgresProcess",
     "RedisProcess",
     "ServiceBinaryNotFound",
     "ServiceStartError",
@@ -37,5 +40,6 @@ __all__ = [
     "find_chromium",
     "free_port",
     "mqtt_ping",
+    "psql",
     "redis_ping",
 ]

@@ -1,0 +1,113 @@
+"""Settings for the dashboard example: SQLite by default, PostgreSQL through DATABASE_URL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/dashboard make dashboard
+
+Everything runs in one process (``mqttbridge run --asgi ... --http``), so the in-memory
+channel layer joins MQTT consumers, WebSocket consumers and views, and no Redis is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# An example on loopback: set DJANGO_SECRET_KEY (and DJANGO_ALLOWED_HOSTS) before exposing it.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dashboard-example-not-a-secret")
+DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "mqttbridge.django",
+    "telemetry",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # Static files (the page's and the admin's) from this process: no web server in front.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dashboard.urls"
+ASGI_APPLICATION = "dashboard.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the page read while the batch writer commits; IMMEDIATE takes the write lock at
+    # BEGIN, so two writers wait for each other (busy timeout) instead of failing mid-batch.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# One process: MQTT device instances, browser sockets and views share this layer.
+# mqttbridge's subclass of Channels' in-memory layer sweeps expired messages once a second
+# rather than on every receive (thousands of device instances wait on it). A browser's socket
+# follows every device: room for a burst of readings before the layer drops any for it.
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "mqttbridge.layers.memory.InMemoryChannelLayer",
+        "CONFIG": {"capacity": 1000},
+    }
+}
+
+# The bridge's own settings (broker, limits) live in config.yaml next to manage.py for now;
+# they move to MQTTBRIDGE here once `manage.py mqttbridge run` reads them.
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+# Without a STATIC_ROOT, static files are served from the apps' static/ folders as found at
+# start-up (the admin's too): the example needs no collectstatic step. A deployment sets
+# DJANGO_STATIC_ROOT, runs `manage.py collectstatic`, and whitenoise serves that folder.
+STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or None
+WHITENOISE_USE_FINDERS = STATIC_ROOT is None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"telemetry": {"level": os.environ.get("DASHBOARD_LOG_LEVEL", "INFO")}},
+}

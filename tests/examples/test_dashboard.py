@@ -1,0 +1,335 @@
+"""examples/dashboard run as users run it (``mqttbridge run --asgi dashboard.asgi:application
+--http ...`` from its directory), against a private Mosquitto, with an independent paho client
+as the device, a real WebSocket client (``websockets``) as the page, and plain HTTP: on SQLite,
+and on a fresh PostgreSQL database for the storing path."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.django_project import ProjectProcess, clean_env
+from tests.services import MosquittoProcess, PahoClient, PostgresProcess, free_port, psql
+
+pytestmark = pytest.mark.integration
+
+PROJECT = Path(__file__).resolve().parents[2] / "examples" / "dashboard"
+ASGI = "dashboard.asgi:application"
+TIMEOUT = 20.0
+
+
+@dataclass
+class Dashboard:
+    process: ProjectProcess
+    url: str  # http://127.0.0.1:<port>
+    broker: MosquittoProcess
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=TIMEOUT) as response:
+            return json.load(response)
+
+    def post(self, path: str, body: Any, content_type: str = "application/json") -> Any:
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, json.load(response)
+
+    def status_of(self, path: str, **request: Any) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.url + path, **request)) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def socket(self) -> ClientConnection:
+        return connect(
+            self.url.replace("http", "ws", 1) + "/ws/dashboard/",
+            origin=self.url,  # the socket checks Origin against ALLOWED_HOSTS, as a browser's
+            open_timeout=TIMEOUT,
+        )
+
+    def device(self, device_id: str, *, will: bool = False) -> PahoClient:
+        device = PahoClient(self.broker.host, self.broker.port, client_id=device_id)
+        if will:
+            device.client.will_set(f"devices/{device_id}/status", "offline", qos=1, retain=True)
+        device.connect()
+        return device
+
+
+def start_dashboard(broker: MosquittoProcess, database_url: str) -> Dashboard:
+    env = clean_env(DATABASE_URL=database_url, DASHBOARD_BROKER=broker.url)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=PROJECT,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    listen = f"127.0.0.1:{free_port()}"
+    process = ProjectProcess(PROJECT, "run", "--asgi", ASGI, "--http", listen, env=env)
+    process.wait_for("bridge ready")
+    process.wait_for("serving HTTP and WebSocket on")
+    return Dashboard(process, f"http://{listen}", broker)
+
+
+@pytest.fixture(scope="module")
+def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dashboard") / "db.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def dashboard(shared_mosquitto: MosquittoProcess, sqlite_file: Path) -> Iterator[Dashboard]:
+    running = start_dashboard(shared_mosquitto, f"sqlite:///{sqlite_file}")
+    yield running
+    running.process.close()
+    assert "Traceback" not in running.process.output, running.process.output
+
+
+@pytest.fixture
+def device_id(request: pytest.FixtureRequest) -> str:
+    """A device of its own per test (the broker and the bridge are shared by the module)."""
+    return f"t-{request.node.name.removeprefix('test_')[:40]}".replace("_", "-")
+
+
+def reading(celsius: float, seq: int) -> str:
+    return json.dumps(
+        {"celsius": celsius, "humidity": 40.5, "battery": 99.0, "fan": "off", "seq": seq, "ts": 1}
+    )
+
+
+def next_event(socket: ClientConnection, kind: str, device_id: str) -> dict[str, Any]:
+    """The next event of ``kind`` about ``device_id`` (other tests' devices also talk)."""
+    seen = []
+    while True:
+        try:
+            event = json.loads(socket.recv(timeout=TIMEOUT))
+        except TimeoutError:
+            raise AssertionError(f"no {kind} event for {device_id}; got {seen}") from None
+        if event["type"] == kind and event["device_id"] == device_id:
+            return event  # type: ignore[no-any-return]
+        seen.append(event)
+
+
+def stored(sqlite_file: Path, device_id: str) -> list[tuple[float, float | None]]:
+    with sqlite3.connect(sqlite_file) as db:
+        return db.execute(
+            "SELECT celsius, humidity FROM telemetry_reading r JOIN telemetry_device d "
+            "ON r.device_id = d.id WHERE d.device_id = ? ORDER BY r.id",
+            (device_id,),
+        ).fetchall()
+
+
+def test_birth_and_readings_are_stored_and_served_as_json(
+    dashboard: Dashboard, sqlite_file: Path, device_id: str
+) -> None:
+    with dashboard.socket() as socket, dashboard.device(device_id) as device:
+        device.publish(f"devices/{device_id}/status", "online", qos=1)
+        next_event(socket, "status", device_id)
+        for seq, celsius in enumerate([21.5, 22.25, 23.41]):
+            device.publish(f"sensors/{device_id}/temperature", reading(celsius, seq), qos=1)
+        # The page hears of a reading once its batch is committed.
+        for _ in range(3):
+            next_event(socket, "reading", device_id)
+
+    assert stored(sqlite_file, device_id) == [(21.5, 40.5), (22.25, 40.5), (23.41, 40.5)]
+    listed = {entry["device_id"]: entry for entry in dashboard.get("/api/devices/")}
+    assert listed[device_id]["online"] is True
+    assert listed[device_id]["celsius"] == 23.41
+    assert listed[device_id]["last_seen"] is not None
+    last_two = dashboard.get(f"/api/devices/{device_id}/readings/?limit=2")
+    assert [(r["celsius"], r["fan"], r["device_id"]) for r in last_two] == [
+        (22.25, "off", device_id),
+        (23.41, "off", device_id),
+    ]
+    assert last_two[0]["received"] <= last_two[1]["received"]
+
+
+def test_readings_reach_an_open_websocket(dashboard: Dashboard, device_id: str) -> None:
+    with dashboard.socket() as socket, dashboard.device(device_id) as device:
+        # A device the page has never seen: its birth adds it, and the socket follows it.
+        device.publish(f"devices/{device_id}/status", "online", qos=1)
+        status = next_event(socket, "status", device_id)
+        assert (status["online"], status["last_seen"] is not None) == (True, True)
+        device.publish(f"sensors/{device_id}/temperature", reading(24.5, 1), qos=1)
+        event = next_event(socket, "reading", device_id)
+    assert {key: event[key] for key in ("celsius", "humidity", "battery", "fan", "ts")} == {
+        "celsius": 24.5,
+        "humidity": 40.5,
+        "battery": 99.0,
+        "fan": "off",
+        "ts": 1,
+    }
+    assert isinstance(event["received"], int)
+
+
+def test_the_command_view_reaches_the_device_and_its_ack_reaches_the_socket(
+    dashboard: Dashboard, device_id: str
+) -> None:
+    with dashboard.socket() as socket, dashboard.device(device_id) as device:
+        device.subscribe(f"devices/{device_id}/commands", qos=1)
+        device.publish(f"devices/{device_id}/status", "online", qos=1)
+        next_event(socket, "status", device_id)
+        # The first reading makes the device's MQTT instance, which listens on its group.
+        device.publish(f"sensors/{device_id}/temperature", reading(26.0, 1), qos=1)
+        next_event(socket, "reading", device_id)
+        status, body = dashboard.post(f"/api/devices/{device_id}/command/", {"fan": "on"})
+        assert status == 202
+        ref = body["ref"]
+        command = device.next_message(timeout=TIMEOUT)
+        assert command.topic == f"devices/{device_id}/commands"
+        assert json.loads(command.payload) == {"fan": "on", "ref": ref}
+        assert next_event(socket, "command", device_id)["ref"] == ref
+
+        device.publish(f"devices/{device_id}/ack", json.dumps({"fan": "on", "ref": ref}), 1)
+        ack = next_event(socket, "ack", device_id)
+    assert ack == {"type": "ack", "device_id": device_id, "fan": "on", "ref": ref}
+
+
+def test_the_last_will_marks_the_device_offline(dashboard: Dashboard, device_id: str) -> None:
+    device = dashboard.device(device_id, will=True)
+    try:
+        with dashboard.socket() as socket:
+            device.publish(f"devices/{device_id}/status", "online", qos=1)
+            assert next_event(socket, "status", device_id)["online"] is True
+            # Killed, not disconnected: the broker publishes the will.
+            device.client.loop_stop()
+            sock = device.client.socket()
+            assert sock is not None
+            sock.close()
+            assert next_event(socket, "status", device_id)["online"] is False
+    finally:
+        device.close()
+    listed = {entry["device_id"]: entry for entry in dashboard.get("/api/devices/")}
+    assert listed[device_id]["online"] is False
+
+
+def test_the_page_static_files_and_admin_are_served(dashboard: Dashboard) -> None:
+    with urllib.request.urlopen(dashboard.url + "/", timeout=TIMEOUT) as response:
+        page = response.read().decode()
+    assert 'data-ws="connecting"' in page and 'id="device-template"' in page
+    assert dashboard.status_of("/static/telemetry/dashboard.js") == 200
+    assert dashboard.status_of("/static/admin/css/base.css") == 200  # whitenoise, in-process
+    assert dashboard.status_of("/admin/login/") == 200
+
+
+def test_bad_requests_are_refused_with_a_reason(dashboard: Dashboard) -> None:
+    command = "/api/devices/nobody/command/"
+
+    def refused(path: str, body: Any, content_type: str = "application/json") -> tuple[int, str]:
+        with pytest.raises(urllib.error.HTTPError) as error:
+            dashboard.post(path, body, content_type)
+        return error.value.code, json.load(error.value)["error"]
+
+    assert refused(command, {"fan": "up"}) == (400, 'fan: expected "on" or "off"')
+    assert refused(command, {"fan": "on"}, "text/plain") == (
+        415,
+        "expected Content-Type: application/json",
+    )
+    assert refused(command, {"fan": "on"}) == (404, "no device 'nobody'")
+    assert dashboard.status_of("/api/devices/nobody/readings/?limit=0") == 400
+    assert dashboard.status_of("/api/devices/nobody/readings/") == 404
+    assert dashboard.status_of(command) == 405  # GET
+
+
+def test_a_websocket_from_another_site_is_refused(dashboard: Dashboard) -> None:
+    url = dashboard.url.replace("http", "ws", 1) + "/ws/dashboard/"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, origin="http://evil.example", open_timeout=TIMEOUT)
+    assert refused.value.response.status_code == 403
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    return f"postgres://postgres@127.0.0.1:5432/{postgres_database}"
+
+
+def test_readings_are_stored_in_postgresql(
+    mosquitto: MosquittoProcess, postgres_url: str, postgres_database: str
+) -> None:
+    dashboard = start_dashboard(mosquitto, postgres_url)
+    try:
+        with dashboard.socket() as socket, dashboard.device("pg-1") as device:
+            device.publish("devices/pg-1/status", "online", qos=1)
+            next_event(socket, "status", "pg-1")
+            # Published without waiting for each PUBACK: the batch writer gets them together.
+            for seq in range(200):
+                device.client.publish("sensors/pg-1/temperature", reading(20 + seq / 100, seq), 1)
+            for _ in range(200):  # each reading reaches the page once its batch is committed
+                next_event(socket, "reading", "pg-1")
+        counts = psql(
+            "SELECT count(*), count(DISTINCT (payload->>'seq')) FROM telemetry_reading",
+            dbname=postgres_database,
+        )
+        assert counts.split("|") == ["200", "200"]
+        online = "SELECT online FROM telemetry_device WHERE device_id = 'pg-1'"
+        assert psql(online, dbname=postgres_database) == "t"
+        last = dashboard.get("/api/devices/pg-1/readings/?limit=3")
+        assert [r["celsius"] for r in last] == [21.97, 21.98, 21.99]
+    finally:
+        dashboard.process.close()
+    assert "Traceback" not in dashboard.process.output, dashboard.process.output
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll; the timeout only turns a hang into a failure that says what was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
+    mosquitto: MosquittoProcess, postgres_cluster: PostgresProcess
+) -> None:
+    dashboard = start_dashboard(mosquitto, postgres_cluster.url)
+
+    def stored(sql: str) -> str:
+        return postgres_cluster.psql(sql)
+
+    def count() -> int:
+        return int(stored("SELECT count(*) FROM telemetry_reading"))
+
+    try:
+        with dashboard.device("pg-known") as known, dashboard.device("pg-new") as new:
+            for seq in range(20):
+                known.publish("sensors/pg-known/temperature", reading(20.0, seq), qos=1)
+            wait_for(lambda: count() == 20, "20 readings stored before the outage")
+            postgres_cluster.stop()
+            # The broker acknowledges these to the device; the bridge holds them unacknowledged
+            # until they are stored. pg-new was never seen: its device row waits too.
+            for seq in range(20, 40):
+                known.publish("sensors/pg-known/temperature", reading(21.0, seq), qos=1)
+            new.publish("devices/pg-new/status", "online", qos=1)
+            new.publish("sensors/pg-new/temperature", reading(22.0, 0), qos=1)
+            dashboard.process.wait_for("unavailable (OperationalError")
+            postgres_cluster.start()
+            wait_for(lambda: count() == 41, "41 readings stored after the outage")
+        seqs = stored(
+            "SELECT payload->>'seq' FROM telemetry_reading r JOIN telemetry_device d "
+            "ON r.device_id = d.id WHERE d.device_id = 'pg-known'"
+        ).split()
+        assert sorted(map(int, seqs)) == list(range(40))  # all of them, each once
+        assert stored("SELECT online FROM telemetry_device WHERE device_id = 'pg-new'") == "t"
+        assert dashboard.process.proc.poll() is None, dashboard.process.output
+        dashboard.process.proc.send_signal(signal.SIGTERM)
+        assert dashboard.process.proc.wait(30) == 0, dashboard.process.output
+    finally:
+        dashboard.process.close()
+    assert "Traceback" not in dashboard.process.output, dashboard.process.output
+    assert "dead-letter" not in dashboard.process.output.lower(), dashboard.process.output
