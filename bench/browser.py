@@ -39,10 +39,10 @@ from typing import Any
 import psutil
 from playwright.sync_api import expect
 
+from bench.cli import RESULTS
 from bench.common import percentile
-from bench.report import cpu_seconds, machine_info
+from bench.report import cpu_seconds, machine_info, write_json
 from harness.browser import chromium
-from harness.children import ROOT
 from harness.dashboard import DashboardProcess, SimulatedDevices
 from harness.processes import MosquittoProcess, find_binary
 
@@ -195,7 +195,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             window_end = time.time()
             cpu_after, stored_after = _cpu(pids), _stored(dashboard.database)
             load = os.getloadavg()
-            fleet.proc.wait(timeout=60)
+            fleet.wait(timeout=60)
         time.sleep(1)  # the last readings reach the page
         probe = read_probe()
     sent = json.loads(summary_path.read_text())["telemetry_published"]
@@ -273,9 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "CPU ms per message stored: "
         + ", ".join(f"{k} {v:.3f}" for k, v in result["cpu_ms_per_message"].items())
     )
-    out = ROOT / "bench" / "results" / f"browser-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = RESULTS / f"browser-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(out, result)
     print(f"saved {out}")
     return 0
 

@@ -37,8 +37,9 @@ from typing import Any
 
 import psutil
 
-from bench.procs import ROOT, BenchError, Child
-from bench.report import cpu_seconds, machine_info
+from bench.cli import RESULTS
+from bench.procs import BenchError, Child
+from bench.report import cpu_seconds, machine_info, write_json
 from harness.processes import MosquittoProcess, find_binary, free_port
 
 __all__ = ["main"]
@@ -291,9 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"MQTT during wrk: {loaded['mqtt_rate_during']:.0f} msg/s counted by the consumer; "
         f"{loaded['mqtt_counted']} of {loaded['mqtt_sent']} messages in all"
     )
-    out = ROOT / "bench" / "results" / f"http-load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out = RESULTS / f"http-load-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_json(out, results)
     print(f"saved {out}")
     return 0
 

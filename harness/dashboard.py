@@ -16,7 +16,6 @@ that independent MQTT clients and a browser can reach the same process.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from harness.children import ROOT
+from harness.children import ROOT, clean_env
 from harness.processes import free_port
 
 __all__ = [
@@ -53,20 +52,88 @@ class DashboardError(RuntimeError):
     """The dashboard did not start (or exited); the message carries its log tail."""
 
 
-def _user_env(**extra: str) -> dict[str, str]:
-    """A user's shell: no settings module or PYTHONPATH leaking in from the test run."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH") and not key.startswith("PYTEST")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+class _Command:
+    """A command a user would type, run in ``cwd`` with its output in ``log_path``; stopped
+    with ``stop_signal`` (what Ctrl-C or a service manager sends), killed if it lingers."""
+
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, command: list[str], cwd: Path, env: dict[str, str]) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise DashboardError(f"not running: {self.log_path.stem}")
+        return self.proc.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        tail = "\n".join(self.log().strip().splitlines()[-lines:]) or "(no output)"
+        return f"--- {self.log_path} (last {lines} lines) ---\n{tail}"
+
+    def wait(self, timeout: float) -> int:
+        """The exit code once the command ends by itself (``TimeoutExpired`` if it does not)."""
+        if self.proc is None:
+            raise DashboardError(f"not started: {self.log_path.stem}")
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to anyone (a device losing power, a crashed process)."""
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """``stop_signal``, then SIGKILL after ``timeout``; the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(self.stop_signal)
+            try:
+                return proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return proc.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
-class DashboardProcess:
-    """``mqttbridge run --asgi dashboard.asgi:application --http`` in ``examples/dashboard``."""
+class DashboardProcess(_Command):
+    """``mqttbridge run --asgi dashboard.asgi:application --http`` in ``examples/dashboard``;
+    started by :meth:`start` or by entering the ``with`` block."""
 
     def __init__(
         self,
@@ -76,29 +143,21 @@ class DashboardProcess:
         port: int | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.workdir = workdir
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir / "dashboard.log")
         self.broker_url = broker_url
         self.port = port or free_port()
-        self.log_path = workdir / "dashboard.log"
         self.database = workdir / "db.sqlite3"
         self.database_url = f"sqlite:///{self.database}"
-        self.env = _user_env(DATABASE_URL=self.database_url, **(env or {}))
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = clean_env(DATABASE_URL=self.database_url, **(env or {}))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise DashboardError("the dashboard is not running")
-        return self.proc.pid
-
     def migrate(self) -> None:
         result = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v", "0"],
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
             cwd=DASHBOARD_DIR,
             env=self.env,
             capture_output=True,
@@ -111,29 +170,11 @@ class DashboardProcess:
     def start(self, timeout: float = 60.0) -> None:
         """Migrate, start, and return once the bridge is subscribed and HTTP answers."""
         self.migrate()
-        command = [
-            MQTTBRIDGE,
-            "run",
-            "--asgi",
-            ASGI,
-            "--http",
-            f"127.0.0.1:{self.port}",
-            "--broker",
-            self.broker_url,
-            # start() waits for INFO lines; the page's traffic logs little at that level.
-            "--log-level",
-            "info",
-        ]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=DASHBOARD_DIR,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        listen = f"127.0.0.1:{self.port}"
+        # start() waits for INFO lines; the page's traffic logs little at that level.
+        command = [MQTTBRIDGE, "run", "--asgi", ASGI, "--http", listen, "--broker"]
+        self._spawn([*command, self.broker_url, "--log-level", "info"], DASHBOARD_DIR, self.env)
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while not (all(text in self.log() for text in _READY) and self._answers()):
             if self.proc.poll() is not None:
@@ -152,47 +193,17 @@ class DashboardProcess:
         except (urllib.error.URLError, OSError):
             return False
 
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 30) -> str:
-        tail = "\n".join(self.log().strip().splitlines()[-lines:]) or "(no output)"
-        return f"--- {self.log_path} (last {lines} lines) ---\n{tail}"
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM (the bridge drains), SIGKILL after ``timeout``; the exit code."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                return proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        return proc.wait()
-
     def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
-
-class SimulatedDevices:
+class SimulatedDevices(_Command):
     """``mqttbridge simulate --profile generic`` as a user runs it beside the dashboard, with
-    ids ``<prefix>-0``, ``<prefix>-1``...; :meth:`kill` is a device losing power (SIGKILL: no
-    DISCONNECT, so the broker publishes each device's last will, ``offline``)."""
+    ids ``<prefix>-0``, ``<prefix>-1``...; :meth:`kill` is the devices losing power (no
+    DISCONNECT, so the broker publishes each one's last will, ``offline``)."""
+
+    stop_signal = signal.SIGINT  # Ctrl-C: the simulator stops its fleet and prints a summary
 
     def __init__(
         self,
@@ -205,54 +216,15 @@ class SimulatedDevices:
         extra: tuple[str, ...] = (),
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir / f"{prefix}.log")
         profile = workdir / f"{prefix}.yaml"
         text = GENERIC_PROFILE.read_text()
         if 'id: "sensor-{index}"' not in text:
             raise DashboardError(f"{GENERIC_PROFILE}: no id line to give the devices a prefix")
         profile.write_text(text.replace('id: "sensor-{index}"', f'id: "{prefix}-{{index}}"'))
         self.ids = [f"{prefix}-{index}" for index in range(devices)]
-        self.log_path = workdir / f"{prefix}.log"
         command = [MQTTBRIDGE, "simulate", "--broker", broker_url, "--profile", str(profile)]
         command += ["--devices", str(devices), "--plain", *extra]
         if rate is not None:
             command += ["--rate", str(rate)]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                command,
-                cwd=workdir,
-                env=_user_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-        self.proc.wait()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._spawn(command, workdir, clean_env())

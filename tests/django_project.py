@@ -16,7 +16,6 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+
+from harness.children import clean_env
 
 __all__ = ["MQTTBRIDGE", "ProjectProcess", "clean_env", "make_project", "mqttbridge", "readings"]
 
@@ -170,18 +171,6 @@ _FILES = {
                 return device.readings
     """,
 }
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a user's shell: no Django settings module, nothing on PYTHONPATH."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH") and not key.startswith("PYTEST")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def make_project(root: Path, files: dict[str, str] | None = None) -> Path:

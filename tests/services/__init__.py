@@ -10,6 +10,7 @@ Everything here is synchronous and thread-based so it works from plain and async
 """
 
 from harness.browser import chromium, find_chromium
+from harness.postgres import PostgresProcess, psql
 from harness.processes import (
     MosquittoProcess,
     RedisProcess,
@@ -21,7 +22,6 @@ from harness.processes import (
     mqtt_ping,
     redis_ping,
 )
-from harness.postgres import PostgresProcess, psql
 
 from .mqtt_client import PahoClient
 from .proxy import TcpProxy
