@@ -182,9 +182,13 @@ def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
         proxy.close()
 
 
-@pytest.fixture(scope="session")
+# Module, not session: Playwright's sync API keeps its event loop marked as running on the main
+# thread for as long as it is open, and pytest-asyncio then refuses to run async tests
+# ("Runner.run() cannot be called from a running event loop"). So a browser lives for one test
+# module (a launch is about a second), and a module with browser tests has no async tests.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium from Debian's package (see ``harness.browser``), shared by the run."""
+    """Headless Chromium from Debian's package (see ``harness.browser``), for the module."""
     try:
         executable = find_chromium()
     except ServiceBinaryNotFound as error:
