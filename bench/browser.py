@@ -10,9 +10,10 @@ msg/s by default).
 
 Each reading carries ``ts``, the device's send time in ms (the simulator's ``unix_ms``
 timestamp, taken as the payload is built). A script injected before the page's own
-(``PROBE``) wraps the page's WebSocket: when a ``reading`` event arrives it is noted per
-device, and a MutationObserver records ``performance.timeOrigin + performance.now()`` when
-that device's ``.celsius`` text changes, which the page does in the same task. Latency is that
+(``harness.browser.LATENCY_PROBE``) wraps the page's WebSocket: when a ``reading`` event
+arrives it is noted per device, and a MutationObserver records ``performance.timeOrigin +
+performance.now()`` when that device's ``.celsius`` text changes, which the page does in the
+same task. Latency is that
 moment minus ``ts`` (same machine, same wall clock); the bridge's own ``received`` stamp in the
 event splits it into device -> consumer and consumer -> DOM. Readings of the first
 ``--warmup`` seconds (devices connecting, the page fetching each new card's history) are left
@@ -42,48 +43,11 @@ from playwright.sync_api import expect
 from bench.cli import RESULTS
 from bench.common import percentile
 from bench.report import cpu_seconds, machine_info, write_json
-from harness.browser import chromium
+from harness.browser import LATENCY_PROBE, chromium
 from harness.dashboard import DashboardProcess, SimulatedDevices
 from harness.processes import MosquittoProcess, find_binary
 
-__all__ = ["PROBE", "main"]
-
-PROBE = """(() => {
-    const now = () => performance.timeOrigin + performance.now();
-    const probe = (window.__latency = { arrived: 0, samples: [], pending: new Map() });
-    const Native = window.WebSocket;
-    // Our listener is added in the constructor, so it runs before the page's own.
-    window.WebSocket = class extends Native {
-        constructor(...args) {
-            super(...args);
-            this.addEventListener("message", (message) => {
-                let event;
-                try { event = JSON.parse(message.data); } catch { return; }
-                if (event.type !== "reading" || typeof event.ts !== "number") return;
-                probe.arrived += 1;
-                const list = probe.pending.get(event.device_id) || [];
-                list.push([event.ts, event.received, now()]);
-                probe.pending.set(event.device_id, list);
-            });
-        }
-    };
-    // Runs at the microtask checkpoint right after the page's handler changed the DOM.
-    new MutationObserver((records) => {
-        const at = now();
-        for (const record of records) {
-            const node = record.target;
-            const target = node.nodeType === 1 ? node : node.parentElement;
-            if (!target || !target.classList.contains("celsius")) continue;
-            const card = target.closest("[data-device]");
-            const list = card && probe.pending.get(card.dataset.device);
-            if (!list || !list.length) continue;
-            for (const [ts, received, arrived] of list) {
-                probe.samples.push([ts, received, arrived, at]);
-            }
-            list.length = 0;
-        }
-    }).observe(document, { subtree: true, childList: true, characterData: true });
-})();"""
+__all__ = ["main"]
 
 
 def _chromium_cpu() -> float:
@@ -161,7 +125,7 @@ def viewer(kind: str, url: str) -> Iterator[Callable[[], dict[str, Any]]]:
         return
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.add_init_script(PROBE)
+        page.add_init_script(LATENCY_PROBE)
         page.goto(url)
         expect(page.locator("body")).to_have_attribute("data-ws", "open", timeout=60_000)
 

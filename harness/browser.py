@@ -24,9 +24,54 @@ from harness.processes import ServiceBinaryNotFound, find_binary
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-__all__ = ["CHROMIUM_ENV", "chromium", "find_chromium"]
+__all__ = ["CHROMIUM_ENV", "LATENCY_PROBE", "chromium", "find_chromium"]
 
 CHROMIUM_ENV = "CHROMIUM_BIN"
+
+# For ``page.add_init_script``: when did each reading reach the DOM? It wraps the page's
+# WebSocket (our listener, added in the constructor, runs before the page's own) and notes each
+# ``{"type": "reading", "device_id", "ts", "received"}`` event per device; a MutationObserver,
+# called at the microtask checkpoint right after the page's handler changed that device's
+# ``.celsius``, records ``[ts, received, arrived, dom]`` in ms of the wall clock
+# (performance.timeOrigin + performance.now()) in ``window.__latency.samples``. Readings the page
+# shows in one update (coalesced) all get that update's time. The dashboard contract's DOM and
+# events: see examples/dashboard.
+LATENCY_PROBE = """(() => {
+    const now = () => performance.timeOrigin + performance.now();
+    const probe = (window.__latency = { arrived: 0, samples: [], pending: new Map() });
+    const Native = window.WebSocket;
+    // Our listener is added in the constructor, so it runs before the page's own.
+    window.WebSocket = class extends Native {
+        constructor(...args) {
+            super(...args);
+            this.addEventListener("message", (message) => {
+                let event;
+                try { event = JSON.parse(message.data); } catch { return; }
+                if (event.type !== "reading" || typeof event.ts !== "number") return;
+                probe.arrived += 1;
+                const list = probe.pending.get(event.device_id) || [];
+                list.push([event.ts, event.received, now()]);
+                probe.pending.set(event.device_id, list);
+            });
+        }
+    };
+    // Runs at the microtask checkpoint right after the page's handler changed the DOM.
+    new MutationObserver((records) => {
+        const at = now();
+        for (const record of records) {
+            const node = record.target;
+            const target = node.nodeType === 1 ? node : node.parentElement;
+            if (!target || !target.classList.contains("celsius")) continue;
+            const card = target.closest("[data-device]");
+            const list = card && probe.pending.get(card.dataset.device);
+            if (!list || !list.length) continue;
+            for (const [ts, received, arrived] of list) {
+                probe.samples.push([ts, received, arrived, at]);
+            }
+            list.length = 0;
+        }
+    }).observe(document, { subtree: true, childList: true, characterData: true });
+})();"""
 
 
 def find_chromium() -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from harness.browser import LATENCY_PROBE
 from harness.dashboard import DashboardProcess, SimulatedDevices
 from tests.services import MosquittoProcess, PahoClient
 
@@ -146,3 +147,27 @@ def test_a_device_killed_shows_offline(
         fleet.kill()
         expect(device_row.locator(".status")).to_have_text("offline")
         expect(device_row.locator(".status")).to_have_attribute("data-online", "false")
+
+
+def test_the_latency_probe_times_each_reading_the_page_shows(
+    page: Page, dashboard: DashboardProcess, shared_mosquitto: MosquittoProcess, device_id: str
+) -> None:
+    """What ``python -m bench.browser`` measures: one sample per reading, stamped by the device
+    (``ts``), by the bridge (``received``) and when the page showed it, in that order."""
+    page.add_init_script(LATENCY_PROBE)
+    page.goto(dashboard.url)
+    expect(page.locator("body")).to_have_attribute("data-ws", "open")
+    with PahoClient(shared_mosquitto.host, shared_mosquitto.port) as device:
+        device.publish(f"devices/{device_id}/status", "online", qos=1)
+        expect(row(page, device_id).locator(".status")).to_have_text("online")
+        sent = []
+        for celsius in (20.5, 21.5, 22.5):
+            payload = reading(celsius)
+            sent.append(json.loads(payload)["ts"])
+            device.publish(f"sensors/{device_id}/temperature", payload, qos=1)
+            expect(row(page, device_id).locator(".celsius")).to_have_text(f"{celsius:.2f}")
+    samples = page.evaluate("__latency.samples")
+    assert [sample[0] for sample in samples] == sent
+    for ts, received, arrived, shown in samples:
+        # Whole milliseconds from the device and the bridge; the page's clock is finer.
+        assert ts <= received + 1 and received <= arrived + 1 and arrived <= shown
