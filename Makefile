@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run dashboard test lint bench screenshot clean
+.PHONY: run dashboard test lint bench bench-storage screenshot clean
 
 # `make run` installs only what the bridge needs; the test tools come with `make test`.
 $(BIN)/mqttbridge: pyproject.toml
@@ -36,7 +36,7 @@ dashboard: $(VENV)/.dashboard-deps  ## the Django dashboard: http://127.0.0.1:80
 	{ sleep 2; exec $(CURDIR)/$(BIN)/mqttbridge simulate --broker mqtt://$(DASHBOARD_MQTT) \
 	    --profile generic --devices $(DASHBOARD_DEVICES) --plain; } & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
-	$(CURDIR)/$(BIN)/mqttbridge run --asgi dashboard.asgi:application --http $(DASHBOARD_HTTP)
+	$(CURDIR)/$(BIN)/python manage.py mqttbridge run --http $(DASHBOARD_HTTP)
 
 test: $(VENV)/.test-deps  ## unit tests, then integration tests (private Mosquitto and Redis)
 	$(BIN)/pytest -q -m "not integration"
@@ -54,6 +54,9 @@ lint: $(VENV)/.test-deps
 
 bench: $(VENV)/.test-deps  ## the benchmarks recorded in docs/benchmarks.md
 	$(BIN)/python -m bench
+
+bench-storage: $(VENV)/.test-deps  ## readings stored per second, BatchWriter vs one INSERT each
+	$(BIN)/python -m bench.storage
 
 screenshot: $(VENV)/.test-deps  ## docs/dashboard.png: the dashboard example in headless Chromium
 	$(BIN)/python -m bench.screenshot

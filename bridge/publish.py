@@ -52,9 +52,15 @@ def configure(config_path: str | os.PathLike[str] = "config.yaml") -> Any:
     _, warning = channel_layer_in_use(config.channel_layer)
     if warning is not None:
         logger.warning("%s", warning)
+    use_config(config)
+    return config
+
+
+def use_config(config: Any) -> None:
+    """Send publish requests as the bridges of ``config`` expect them: on its
+    ``channel_layer.publish_channel``, within its ``limits.max_payload_bytes``."""
     _state["channel"] = config.channel_layer.publish_channel
     _state["max_payload"] = config.limits.max_payload_bytes
-    return config
 
 
 async def apublish(

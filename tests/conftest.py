@@ -219,3 +219,38 @@ from mqttbridge.django_setup import ensure_django  # noqa: E402
 ensure_django({"default": {"BACKEND": "mqttbridge.layers.memory.InMemoryChannelLayer"}})
 
 from tests.bridge_fixtures import run_bridge  # noqa: E402, F401
+
+# --- the Django project on disk (tests.django_project) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def django_project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.django_project import make_project
+
+    return make_project(tmp_path_factory.mktemp("django"))
+
+
+@pytest.fixture
+def django_project(django_project_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the project, its settings and database included, for one test."""
+    import shutil
+
+    return Path(shutil.copytree(django_project_template, tmp_path / "myproject"))
+
+
+@pytest.fixture
+def start_project() -> Iterator[Callable[..., Any]]:
+    """``start_project(project, *args, **options)`` starts a ``ProjectProcess``; each is killed
+    at the end of the test if it still runs."""
+    from tests.django_project import ProjectProcess
+
+    started: list[ProjectProcess] = []
+
+    def start(project: Path, *args: str, **options: Any) -> ProjectProcess:
+        process = ProjectProcess(project, *args, **options)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()

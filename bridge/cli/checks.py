@@ -38,20 +38,18 @@ def check_route_consumers(config: Config) -> None:
         elif not handles_mqtt(consumer):
             problem = not_mqtt_consumer(consumer)
         if problem is not None:
-            raise ConfigError(
-                problem,
-                source=config.source,
-                line=route.consumer_line or route.line or None,
-                key=f"routes[{index}].consumer",
+            raise config.error(
+                problem, key=f"routes[{index}].consumer", line=route.consumer_line or route.line
             )
 
 
-def check_application(application: Any, name: str) -> list[Route]:
+def check_application(application: Any, where: str) -> list[Route]:
     """Refuse an ``--asgi`` application that cannot serve "mqtt" scopes; return its routes.
 
     Routes inside a ``TopicRouter`` were checked when they were made (``topic()``); here the
     application itself: a consumer class instead of ``.as_asgi()``, a non-MQTT consumer, or a
-    ``ProtocolTypeRouter`` without an "mqtt" entry.
+    ``ProtocolTypeRouter`` without an "mqtt" entry. ``where`` names the application in errors
+    (``--asgi proj.asgi:application``, ``settings.ASGI_APPLICATION``).
     """
     router = find_topic_router(application)
     if router is not None:
@@ -63,16 +61,16 @@ def check_application(application: Any, name: str) -> list[Route]:
             raise ConfigError(
                 "the ProtocolTypeRouter has no 'mqtt' entry: add "
                 '"mqtt": TopicRouter([...]) or an mqttasgi consumer\'s .as_asgi()',
-                source=f"--asgi {name}",
+                source=where,
             )
         node = mapping["mqtt"]
     problem = consumer_problem(node)
     if problem is not None:
-        raise ConfigError(problem, source=f"--asgi {name}")
+        raise ConfigError(problem, source=where)
     return []
 
 
-def check_route_filters(config: Config, python_routes: list[Route], name: str | None) -> None:
+def check_route_filters(config: Config, python_routes: list[Route], where: str) -> None:
     """No two routes may subscribe to the same filter: only one could get its messages."""
     python_claims = {route.pattern.filter: route.pattern.pattern for route in python_routes}
     yaml_claims: dict[str, tuple[int, int]] = {}
@@ -82,18 +80,17 @@ def check_route_filters(config: Config, python_routes: list[Route], name: str | 
         problem = None
         if topic_filter in yaml_claims:
             other, other_line = yaml_claims[topic_filter]
+            first = config.name_key(f"routes[{other}]", other_line)
             problem = (
-                f"subscribes to {topic_filter!r} like routes[{other}] (line {other_line}); "
+                f"subscribes to {topic_filter!r} like {first}; "
                 "only the first would ever get messages: remove one, or give them different "
                 "patterns"
             )
         elif topic_filter in python_claims:
             problem = (
                 f"subscribes to {topic_filter!r} like route {python_claims[topic_filter]!r} of "
-                f"--asgi {name}; only one of them would get messages: remove one"
+                f"{where}; only one of them would get messages: remove one"
             )
         if problem is not None:
-            raise ConfigError(
-                problem, source=config.source, line=line or None, key=f"routes[{index}].topic"
-            )
+            raise config.error(problem, key=f"routes[{index}].topic", line=line)
         yaml_claims[topic_filter] = (index, line)

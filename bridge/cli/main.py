@@ -30,6 +30,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, TextIO
 
 import yaml
@@ -53,6 +54,8 @@ __all__ = ["CommandLineInterface", "main"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "config.yaml"
+# The source of the defaults read_config gives when there is no file, until Django is set up.
+_NO_FILE = "<no config file>"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +71,14 @@ class Loaded:
 
 
 class CommandLineInterface:
+    """The ``mqttbridge`` command. Where the configuration comes from is two methods,
+    ``read_config`` and ``asgi_path``, which ``manage.py mqttbridge`` overrides to read
+    Django's settings (``mqttbridge.django.command``); everything else is shared."""
+
+    #: How messages tell the user to give an application, and say that none was.
+    ASGI_HINT = "give --asgi <project>.asgi:application"
+    NO_APPLICATION = "no --asgi application was given"
+
     def __init__(
         self,
         stdout: TextIO | None = None,
@@ -89,31 +100,7 @@ class CommandLineInterface:
         )
         parser.add_argument("--version", action="version", version=_version_line())
         commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-        run = commands.add_parser("run", help="run the bridge")
-        self._add_source_args(
-            run,
-            asgi_help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
-            overrides=True,
-        )
-        run.add_argument(
-            "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-        )
-        run.add_argument("--log-format", default="text", choices=["text", "json"])
-        run.add_argument(
-            "--demo",
-            action="store_true",
-            help="also run a small simulated fleet, one device of each shipped profile",
-        )
-        check = commands.add_parser("check", help="validate a config file and its routes")
-        # The same flags as run, so that check can vouch for the command line run is given.
-        self._add_source_args(
-            check,
-            asgi_help="also import and check the ASGI application run would run",
-            overrides=True,
-        )
-        routes = commands.add_parser("routes", help="print the routing table")
-        self._add_source_args(routes, asgi_help="also list the application's TopicRouter routes")
+        self.add_commands(commands)
 
         passwd = commands.add_parser(
             "passwd",
@@ -139,9 +126,37 @@ class CommandLineInterface:
         )
         return parser
 
-    @staticmethod
-    def _add_source_args(
-        parser: argparse.ArgumentParser, *, asgi_help: str, overrides: bool = False
+    @classmethod
+    def add_commands(cls, commands: Any) -> None:
+        """``run``, ``check`` and ``routes`` on ``commands`` (what ``add_subparsers`` returned)."""
+        run = commands.add_parser("run", help="run the bridge")
+        cls.add_source_args(
+            run,
+            asgi_help="ASGI application to run (mqttasgi style, or a ProtocolTypeRouter)",
+            overrides=True,
+        )
+        run.add_argument(
+            "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+        )
+        run.add_argument("--log-format", default="text", choices=["text", "json"])
+        run.add_argument(
+            "--demo",
+            action="store_true",
+            help="also run a small simulated fleet, one device of each shipped profile",
+        )
+        check = commands.add_parser("check", help="validate the configuration and its routes")
+        # The same flags as run, so that check can vouch for the command line run is given.
+        cls.add_source_args(
+            check,
+            asgi_help="also import and check the ASGI application run would run",
+            overrides=True,
+        )
+        routes = commands.add_parser("routes", help="print the routing table")
+        cls.add_source_args(routes, asgi_help="also list the application's TopicRouter routes")
+
+    @classmethod
+    def add_source_args(
+        cls, parser: argparse.ArgumentParser, *, asgi_help: str, overrides: bool = False
     ) -> None:
         """What a command reads: the file, the ``--asgi`` application and, with ``overrides``,
         an option per key declared with a flag (``mqttbridge.config.settings``)."""
@@ -153,11 +168,20 @@ class CommandLineInterface:
         )
         parser.add_argument("--asgi", metavar="MODULE:APP", help=asgi_help)
         if overrides:
-            for key, flag in flags(Config):
-                parser.add_argument(flag.name, metavar=flag.metavar, help=flag.help, dest=key)
+            cls.add_override_args(parser)
+
+    @staticmethod
+    def add_override_args(parser: argparse.ArgumentParser) -> None:
+        """An option per key declared with a flag (``mqttbridge.config.settings``)."""
+        for key, flag in flags(Config):
+            parser.add_argument(flag.name, metavar=flag.metavar, help=flag.help, dest=key)
 
     def run(self, argv: Sequence[str]) -> int:
-        args = self.parser.parse_args(list(argv))
+        return self.execute(self.parser.parse_args(list(argv)))
+
+    def execute(self, args: argparse.Namespace) -> int:
+        """Run the command ``args`` says (as parsed by the parser ``add_commands`` built);
+        return the exit status."""
         if args.command == "passwd":  # needs no configuration
             return self.cmd_passwd(args)
         if args.command == "simulate":  # reads only the broker and routes of --config
@@ -186,34 +210,38 @@ class CommandLineInterface:
         )
         from mqttbridge.django_setup import channel_layer_in_use, ensure_django
 
-        config = self._read_config(args)
-        asgi = getattr(args, "asgi", None)
-        application = _import_application(asgi, config) if asgi else None
+        asgi, where = self.asgi_path(args)
+        config = self.read_config(args)
+        application = _import_application(asgi, where, config) if asgi else None
         ensure_django({"default": config.channel_layer.channels_settings()})
-        config = _resolve_consumers(config)
+        if config.source == _NO_FILE:
+            config = _settings_or_default(config, overrides(args))
+        config = _resolve_consumers(config, self.ASGI_HINT)
         check_route_consumers(config)
-        python_routes = check_application(application, asgi) if asgi else []
-        check_route_filters(config, python_routes, asgi)
-        _check_http(config, asgi, from_flag=getattr(args, "http.listen", None) is not None)
+        python_routes = check_application(application, where) if asgi else []
+        check_route_filters(config, python_routes, where)
+        from_flag = getattr(args, "http.listen", None) is not None
+        _check_http(config, asgi, from_flag=from_flag, hint=self.ASGI_HINT)
         layer, layer_warning = channel_layer_in_use(config.channel_layer)
         warnings = config.warnings + ((layer_warning,) if layer_warning else ())
+        warnings += _ignored_settings(config)
         return Loaded(config, application, tuple(python_routes), layer, warnings)
 
-    @staticmethod
-    def _read_config(args: argparse.Namespace) -> Config:
+    def asgi_path(self, args: argparse.Namespace) -> tuple[str | None, str]:
+        """The application to import as ``module:app``, if any, and how errors name it."""
+        asgi = getattr(args, "asgi", None)
+        return asgi, f"--asgi {asgi}"
+
+    def read_config(self, args: argparse.Namespace) -> Config:
+        """The configuration, its consumers not imported yet: they are imported once Django
+        is set up (they may import models)."""
         path = args.config
         if path is None and os.path.exists(DEFAULT_CONFIG):
             path = DEFAULT_CONFIG
-        # Read and checked as the file's keys are: a flag can break no rule the file must keep.
-        overrides = {
-            key: getattr(args, key)
-            for key, _ in flags(Config)
-            if getattr(args, key, None) is not None
-        }
         if path is None:
-            return default_config(overrides=overrides)
-        # Consumers are imported once Django is set up (below): they may import models.
-        return load_config(path, import_consumers=False, overrides=overrides)
+            # Stands in until Django is set up: a project's settings.MQTTBRIDGE may replace it.
+            return replace(default_config(overrides=overrides(args)), source=_NO_FILE)
+        return load_config(path, import_consumers=False, overrides=overrides(args))
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -292,7 +320,7 @@ class CommandLineInterface:
         from mqttbridge.broker.embedded import EmbeddedBrokerError
         from mqttbridge.mqtt.client import BrokerUnusable
         from mqttbridge.routing import as_application, topic
-        from mqttbridge.server.http import HttpListenError
+        from mqttbridge.server.http import HttpListenError, HttpStartupError
         from mqttbridge.server.server import Server
 
         config = loaded.config
@@ -305,8 +333,8 @@ class CommandLineInterface:
         ]
         if loaded.application is None and not routes:
             print(
-                f"error: nothing to run: {config.source} has no routes "
-                "and no --asgi application was given",
+                f"error: nothing to run: {config.source} has no routes and "
+                f"{self.NO_APPLICATION}",
                 file=self.stderr,
             )
             return 2
@@ -317,7 +345,7 @@ class CommandLineInterface:
         logger.info("channel layer: %s", loaded.channel_layer)
         try:
             asyncio.run(self._serve(server, demo=args.demo))
-        except (EmbeddedBrokerError, HttpListenError) as exc:
+        except (EmbeddedBrokerError, HttpListenError, HttpStartupError) as exc:
             print(f"error: {exc}", file=self.stderr)
             return 1
         except BrokerUnusable:
@@ -360,7 +388,41 @@ def _version_line() -> str:
     return f"mqttbridge {__version__} ({', '.join(parts)}; {python} on {platform.system()})"
 
 
-def _import_application(path: str, config: Config) -> Any:
+def overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The values of the options that override keys (``--broker``: ``broker.url``), read and
+    checked as the file's keys are: a flag can break no rule the file must keep."""
+    return {
+        key: getattr(args, key) for key, _ in flags(Config) if getattr(args, key, None) is not None
+    }
+
+
+def _settings_or_default(config: Config, given: dict[str, str]) -> Config:
+    """With no config file, a Django project's ``settings.MQTTBRIDGE`` when its settings are
+    in charge (``--asgi`` or ``DJANGO_SETTINGS_MODULE``); the defaults otherwise."""
+    from django.conf import settings
+
+    from mqttbridge.config.mapping import parse_settings
+    from mqttbridge.django_setup import project_settings_in_charge
+
+    if project_settings_in_charge() and hasattr(settings, "MQTTBRIDGE"):
+        return parse_settings(settings.MQTTBRIDGE, import_consumers=False, overrides=given)
+    return replace(config, source="<default>")
+
+
+def _ignored_settings(config: Config) -> tuple[str, ...]:
+    """A warning when a config file is read although the project has settings.MQTTBRIDGE."""
+    from django.conf import settings
+
+    from mqttbridge.django_setup import project_settings_in_charge
+
+    if config.from_mapping or config.source == "<default>" or not project_settings_in_charge():
+        return ()
+    if not hasattr(settings, "MQTTBRIDGE"):
+        return ()
+    return (f"settings.MQTTBRIDGE is ignored: {config.source} is read instead",)
+
+
+def _import_application(path: str, where: str, config: Config) -> Any:
     """Import the ``--asgi`` application before Django is configured, so that a project's
     ``asgi.py`` sets ``DJANGO_SETTINGS_MODULE`` itself, as under daphne or uvicorn."""
     from mqttbridge.django_setup import ensure_django, needs_project_settings
@@ -373,31 +435,33 @@ def _import_application(path: str, config: Config) -> Any:
         # A module that is no Django project but reads settings at import time gets the
         # bridge's minimal settings, as the YAML routes' consumers do.
         if settings.configured or not needs_project_settings(exc):
-            raise ConfigError(str(exc), source=f"--asgi {path}") from None
+            raise ConfigError(str(exc), source=where) from None
     ensure_django({"default": config.channel_layer.channels_settings()})
     try:
         return import_string(path)
     except ValueError as exc:
-        raise ConfigError(str(exc), source=f"--asgi {path}") from None
+        raise ConfigError(str(exc), source=where) from None
 
 
-def _check_http(config: Config, asgi: str | None, *, from_flag: bool) -> None:
+def _check_http(config: Config, asgi: str | None, *, from_flag: bool, hint: str) -> None:
     """``http.listen`` serves the ``--asgi`` application, with uvicorn: both must be there."""
     from mqttbridge.server.http import INSTALL_HINT, uvicorn_missing
 
     if config.http.listen is None:
         return
-    where = "--http" if from_flag else f"{config.source}: http.listen"
+    problem = None
     if not asgi:
-        raise ConfigError(
-            "needs an --asgi application to serve; give --asgi <project>.asgi:application",
-            source=where,
-        )
-    if uvicorn_missing():
-        raise ConfigError(f"needs uvicorn: {INSTALL_HINT}", source=where)
+        problem = f"needs an application to serve; {hint}"
+    elif uvicorn_missing():
+        problem = f"needs uvicorn: {INSTALL_HINT}"
+    if problem is None:
+        return
+    if from_flag:
+        raise ConfigError(problem, source="--http")
+    raise config.error(problem, key="http.listen")
 
 
-def _resolve_consumers(config: Config) -> Config:
+def _resolve_consumers(config: Config, hint: str) -> Config:
     from mqttbridge.django_setup import needs_project_settings, project_settings_in_charge
 
     try:
@@ -407,11 +471,12 @@ def _resolve_consumers(config: Config) -> Config:
             raise
         explained = [
             ConfigError(
-                f"{error.message.rstrip('.')}; Django is not set up for a project: give --asgi "
-                "<project>.asgi:application or set DJANGO_SETTINGS_MODULE",
+                f"{error.message.rstrip('.')}; Django is not set up for a project: {hint} "
+                "or set DJANGO_SETTINGS_MODULE",
                 source=error.source,
                 line=error.line,
                 key=error.key,
+                subscripts=error.subscripts,
             )
             if needs_project_settings(error)
             else error

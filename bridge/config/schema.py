@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import os
 import re
 import ssl
@@ -35,6 +36,7 @@ from mqttbridge.config.settings import (
     flags,
     free_mapping,
     items,
+    key_parts,
     keys_of,
     required_text,
     section,
@@ -90,18 +92,32 @@ class ConfigError(Exception):
 
     A file with several mistakes raises one ``ConfigError`` for all of them: ``errors`` lists
     each (the first also gives ``message``, ``line`` and ``key``), and ``str()`` has a line each.
+
+    With ``subscripts`` the source is a Python mapping, which has no lines: ``str()`` names the
+    key as Python would reach it, ``settings.MQTTBRIDGE["routes"][1]["consumer"]: <message>``.
     """
 
     def __init__(
-        self, message: str, *, source: str, line: int | None = None, key: str = ""
+        self,
+        message: str,
+        *,
+        source: str,
+        line: int | None = None,
+        key: str = "",
+        subscripts: bool = False,
     ) -> None:
         self.message = message
         self.source = source
         self.line = line
         self.key = key
+        self.subscripts = subscripts
         self.errors: tuple[ConfigError, ...] = (self,)
-        where = source if line is None else f"{source}:{line}"
-        super().__init__(": ".join(part for part in (where, key, message) if part))
+        parts: tuple[str, ...]
+        if subscripts:
+            parts = (source + subscripted(key), message)
+        else:
+            parts = (source if line is None else f"{source}:{line}", key, message)
+        super().__init__(": ".join(part for part in parts if part))
 
     @classmethod
     def combine(cls, errors: Sequence[ConfigError]) -> ConfigError:
@@ -110,20 +126,38 @@ class ConfigError(Exception):
         if len(ordered) == 1:
             return ordered[0]
         first = ordered[0]
-        combined = cls(first.message, source=first.source, line=first.line, key=first.key)
+        combined = cls(
+            first.message,
+            source=first.source,
+            line=first.line,
+            key=first.key,
+            subscripts=first.subscripts,
+        )
         combined.errors = tuple(ordered)
         combined.args = ("\n".join(str(error) for error in ordered),)
         return combined
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The keyword-only __init__ would break pickling (multiprocessing, pytest-xdist).
-        parts = [(e.message, e.source, e.line, e.key) for e in self.errors]
+        parts = [(e.message, e.source, e.line, e.key, e.subscripts) for e in self.errors]
         return _rebuild_error, (parts,)
 
 
-def _rebuild_error(parts: list[tuple[str, str, int | None, str]]) -> ConfigError:
+def _rebuild_error(parts: list[tuple[str, str, int | None, str, bool]]) -> ConfigError:
     return ConfigError.combine(
-        [ConfigError(message, source=src, line=line, key=key) for message, src, line, key in parts]
+        [
+            ConfigError(message, source=src, line=line, key=key, subscripts=subscripts)
+            for message, src, line, key, subscripts in parts
+        ]
+    )
+
+
+def subscripted(key: str) -> str:
+    """Key path ``key`` as Python subscripts: ``routes[1].consumer`` is
+    ``["routes"][1]["consumer"]`` (the quotes are JSON's, so any key reads back)."""
+    return "".join(
+        f"[{part}]" if isinstance(part, int) else f"[{json.dumps(part, ensure_ascii=False)}]"
+        for part in key_parts(Config, key)
     )
 
 
@@ -473,6 +507,24 @@ class Config:
     )
     source: str = "<default>"
     warnings: tuple[str, ...] = ()
+    # Read from a Python mapping (settings.MQTTBRIDGE), not a file: errors name keys as
+    # subscripts, and there are no lines.
+    from_mapping: bool = field(default=False, compare=False)
+
+    def error(self, message: str, *, key: str, line: int | None = None) -> ConfigError:
+        """An error at ``key``, named as this configuration's source names keys:
+        ``config.yaml:5: routes[0].consumer: ...`` or
+        ``settings.MQTTBRIDGE["routes"][0]["consumer"]: ...``."""
+        return ConfigError(
+            message, source=self.source, line=line or None, key=key, subscripts=self.from_mapping
+        )
+
+    def name_key(self, key: str, line: int | None = None) -> str:
+        """``key`` as a message mentions it: ``routes[0] (line 3)``, or
+        ``settings.MQTTBRIDGE["routes"][0]``."""
+        if self.from_mapping:
+            return self.source + subscripted(key)
+        return key if not line else f"{key} (line {line})"
 
 
 def load_config(
@@ -539,11 +591,10 @@ def resolve_consumers(config: Config) -> Config:
             try:
                 route = replace(route, consumer_class=_consumer_class(route.consumer))
             except ValueError as exc:
-                error = ConfigError(
+                error = config.error(
                     str(exc),
-                    source=config.source,
-                    line=route.consumer_line or route.line or None,
                     key=f"routes[{index}].consumer",
+                    line=route.consumer_line or route.line,
                 )
                 error.__cause__ = exc  # what failed inside the import, for whoever explains it
                 errors.append(error)
@@ -631,6 +682,7 @@ class _Reader(_NodeReader):
     """
 
     error_type = ConfigError
+    from_mapping = False  # see Config.from_mapping
 
     def __init__(
         self,
@@ -700,6 +752,7 @@ class _Reader(_NodeReader):
             http=http,
             source=self.source,
             warnings=tuple(self.warnings),
+            from_mapping=self.from_mapping,
             **values,
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
@@ -21,6 +22,7 @@ __all__ = [
     "flags",
     "free_mapping",
     "items",
+    "key_parts",
     "keys_of",
     "required_text",
     "section",
@@ -163,3 +165,43 @@ def flags(cls: type, path: str = "") -> Iterator[tuple[str, Flag]]:
             yield key, declared.flag
         if declared.kind is Kind.SECTION and declared.section is not None:
             yield from flags(declared.section, key)
+
+
+_INDEX = re.compile(r"\[(\d+)\]\.?")
+
+
+def key_parts(cls: type, key: str) -> list[str | int]:
+    """The parts of the key path ``key`` under ``cls``, as the declarations shape it:
+    ``routes[1].consumer`` is ``["routes", 1, "consumer"]``. Only sections and lists are
+    descended into, so the key of a free mapping (``broker.users.jane.doe``) or an unknown key,
+    always the last part, stays whole even with dots in it."""
+    parts: list[str | int] = []
+    current: type | None = cls
+    rest = key
+    while rest:
+        index = _INDEX.match(rest)
+        if index is not None:
+            parts.append(int(index.group(1)))
+            rest = rest[index.end() :]
+            continue
+        if current is None:  # inside a free mapping: its key is data
+            parts.append(rest)
+            break
+        name = rest.partition(".")[0].partition("[")[0]
+        declared = _declared(current, name)
+        if declared is None or declared.kind in (Kind.VALUE, Kind.TEXT):
+            parts.append(rest)  # a value or an unknown key: always the last part
+            break
+        parts.append(name)
+        rest = rest[len(name) :].removeprefix(".")
+        current = declared.section  # None for a free mapping (broker.users)
+    return parts
+
+
+def _declared(cls: type | None, name: str) -> Setting | None:
+    if cls is None:
+        return None
+    for field, declared in settings_of(cls):
+        if field.name == name:
+            return declared
+    return None

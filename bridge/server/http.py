@@ -20,7 +20,7 @@ from typing import Any
 from mqttbridge.config.schema import HttpConfig
 from mqttbridge.config.values import _parse_listen
 
-__all__ = ["HttpFront", "HttpListenError", "uvicorn_missing"]
+__all__ = ["HttpFront", "HttpListenError", "HttpStartupError", "uvicorn_missing"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,10 @@ INSTALL_HINT = "pip install 'mqttbridge[http]'"
 
 class HttpListenError(Exception):
     """The HTTP socket cannot be bound (the address is in use, or not this host's)."""
+
+
+class HttpStartupError(Exception):
+    """The application's lifespan startup failed (uvicorn logged the application's reason)."""
 
 
 def uvicorn_missing() -> bool:
@@ -57,15 +61,27 @@ class HttpFront:
         scheme = "https" if self.config.cert_file else "http"
         self.url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
-    def start(self) -> asyncio.Task[None]:
-        """Serve on the bound socket in a task, which ends once ``stop()`` has drained."""
+    async def start(self) -> asyncio.Task[None]:
+        """Serve on the bound socket in a task, which ends once ``stop()`` has drained.
+
+        Returns once the application's lifespan startup is complete, so that what it sets up
+        is there before the first MQTT message; raises :class:`HttpStartupError` if it failed.
+        """
         assert self._socket is not None
-        self.server = _quiet_server(self._uvicorn_config())
-        self._task = asyncio.get_running_loop().create_task(
-            self.server.serve(sockets=[self._socket]), name="http"
+        self.server = server = _quiet_server(self._uvicorn_config())
+        self._task = task = asyncio.get_running_loop().create_task(
+            server.serve(sockets=[self._socket]), name="http"
         )
+        up = asyncio.ensure_future(server.up.wait())
+        try:
+            await asyncio.wait({task, up}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            up.cancel()
+        if task.done():
+            task.result()  # HttpStartupError, or whatever else stopped uvicorn before it served
+            raise HttpStartupError("the HTTP server stopped before it started serving")
         logger.info("serving HTTP and WebSocket on %s", self.url)
-        return self._task
+        return task
 
     def close(self) -> None:
         """Release a socket bound but never served (start-up failed after ``bind()``)."""
@@ -114,18 +130,35 @@ class HttpFront:
     async def wait_stopped(self) -> None:
         self.close()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            # A failed startup was raised from start() already.
+            with contextlib.suppress(asyncio.CancelledError, HttpStartupError):
                 await self._task
 
 
 def _quiet_server(config: Any) -> Any:
-    """A uvicorn ``Server`` that leaves signals alone: its ``capture_signals`` would replace
-    the bridge's handlers and re-raise the signal after its own shutdown."""
+    """A uvicorn ``Server`` that leaves signals alone (its ``capture_signals`` would replace
+    the bridge's handlers and re-raise the signal after its own shutdown), tells when it is up,
+    and reports a failed lifespan startup as an exception rather than uvicorn's ``sys.exit(3)``,
+    which would end the whole process before the bridge shut down."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            self.up = asyncio.Event()
+
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                await super().startup(sockets=sockets)
+            except SystemExit:
+                raise HttpStartupError(
+                    "the ASGI application's lifespan startup failed (its reason is logged "
+                    "above); fix the application's startup, or its lifespan handler"
+                ) from None
+            self.up.set()
 
     return Server(config)

@@ -209,6 +209,11 @@ class Server:
             # The bridge logs in to its own broker whether or not devices need passwords.
             username, password = self.embedded.owner_credentials
             broker = dataclasses.replace(broker, username=username, password=password)
+        if self.http is not None:
+            # Before the first MQTT message: the application's lifespan startup sets up what
+            # its consumers may need. Raises HttpStartupError if it failed.
+            task = await self.http.start()
+            task.add_done_callback(self._http_ended)
         client = self.link.client = MqttClient(
             broker,
             self.dispatch.on_message,
@@ -228,8 +233,6 @@ class Server:
         self._spawn_task(self.intake.run(), "channel-layer-intake")
         self._spawn_task(self.registry.reap_idle(), "idle-reaper")
         self.workers.start_master()
-        if self.http is not None:
-            self.http.start().add_done_callback(self._http_ended)
 
     def _http_ended(self, task: asyncio.Task[None]) -> None:
         if not self._shut_down:

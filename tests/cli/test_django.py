@@ -5,24 +5,24 @@ Mosquitto, and the consumer writes to the project's SQLite database."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.django_project import (
     MQTTBRIDGE,
     ProjectProcess,
+    add_settings,
     clean_env,
-    make_project,
+    exchange,
     mqttbridge,
+    project_python,
     readings,
+    stop,
 )
-from tests.services import MosquittoProcess, PahoClient
+from tests.services import MosquittoProcess
 
 ASGI = "myproject.asgi:application"
 # A Redis nobody listens on: if the bridge used it instead of the project's layer, the log
@@ -35,50 +35,8 @@ YAML_ROUTE = (
 )
 
 
-@pytest.fixture(scope="module")
-def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_project(tmp_path_factory.mktemp("django"))
-
-
-@pytest.fixture
-def project(project_template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the project (its database included) for each test."""
-    import shutil
-
-    return Path(shutil.copytree(project_template, tmp_path / "myproject"))
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., ProjectProcess]]:
-    started: list[ProjectProcess] = []
-
-    def run(project: Path, *args: str, **options: Any) -> ProjectProcess:
-        process = ProjectProcess(project, *args, **options)
-        started.append(process)
-        return process
-
-    yield run
-    for process in started:
-        process.close()
-
-
-def write_config(project: Path, text: str) -> None:
-    (project / "config.yaml").write_text(text)
-
-
-def exchange(broker: MosquittoProcess, topic: str, device: str, times: int) -> list[bytes]:
-    """Publish ``times`` readings for ``device``; return the acknowledgements it got back."""
-    with PahoClient(broker.host, broker.port) as client:
-        client.subscribe(f"devices/{device}/ack", qos=1)
-        for _ in range(times):
-            client.publish(topic, b"{}", qos=1)
-        return [client.next_message(timeout=20).payload for _ in range(times)]
-
-
-def stop(process: ProjectProcess) -> None:
-    process.proc.send_signal(signal.SIGTERM)
-    assert process.proc.wait(20) == 0
-    assert "Traceback" not in process.output
+def write_config(django_project: Path, text: str) -> None:
+    (django_project / "config.yaml").write_text(text)
 
 
 # --- mqttbridge run --asgi from the project directory -----------------------------------------
@@ -93,25 +51,25 @@ def stop(process: ProjectProcess) -> None:
 )
 def test_run_asgi_from_the_project_directory_with_nothing_exported(
     mosquitto: MosquittoProcess,
-    project: Path,
-    start: Callable[..., ProjectProcess],
+    django_project: Path,
+    start_project: Callable[..., ProjectProcess],
     launcher: tuple[str, ...],
 ) -> None:
-    write_config(project, f"broker:\n  url: {mosquitto.url}\n")
-    bridge = start(project, "run", "--asgi", ASGI, launcher=launcher)
+    write_config(django_project, f"broker:\n  url: {mosquitto.url}\n")
+    bridge = start_project(django_project, "run", "--asgi", ASGI, launcher=launcher)
     bridge.wait_for("bridge ready")
     assert exchange(mosquitto, "sensors/d1/reading", "d1", 2) == [b"1", b"2"]
-    assert readings(project, "d1") == 2
+    assert readings(django_project, "d1") == 2
     stop(bridge)
 
 
 def test_run_logs_the_projects_channel_layer_and_that_the_configs_is_ignored(
-    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
 ) -> None:
     write_config(
-        project, f"broker:\n  url: {mosquitto.url}\nchannel_layer:\n  url: {UNUSED_REDIS}\n"
+        django_project, f"broker:\n  url: {mosquitto.url}\nchannel_layer:\n  url: {UNUSED_REDIS}\n"
     )
-    bridge = start(project, "run", "--asgi", ASGI)
+    bridge = start_project(django_project, "run", "--asgi", ASGI)
     bridge.wait_for("bridge ready")
     bridge.wait_for("accepting publish requests")
     log = bridge.output
@@ -127,9 +85,9 @@ def test_run_logs_the_projects_channel_layer_and_that_the_configs_is_ignored(
     stop(bridge)
 
 
-def test_check_says_which_channel_layer_is_used(project: Path) -> None:
-    write_config(project, f"channel_layer:\n  url: {UNUSED_REDIS}\n")
-    result = mqttbridge(project, "check", "--asgi", ASGI)
+def test_check_says_which_channel_layer_is_used(django_project: Path) -> None:
+    write_config(django_project, f"channel_layer:\n  url: {UNUSED_REDIS}\n")
+    result = mqttbridge(django_project, "check", "--asgi", ASGI)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines == [
@@ -143,14 +101,20 @@ def test_check_says_which_channel_layer_is_used(project: Path) -> None:
 # --- YAML routes to a consumer that imports the app's models -----------------------------------
 
 
+# asgi.py sets DJANGO_SETTINGS_MODULE with setdefault: exported beforehand, it is the same.
+@pytest.mark.parametrize("exported", [False, True], ids=["nothing-exported", "settings-exported"])
 def test_yaml_route_to_an_app_consumer_next_to_the_asgi_application(
-    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+    mosquitto: MosquittoProcess,
+    django_project: Path,
+    start_project: Callable[..., ProjectProcess],
+    exported: bool,
 ) -> None:
-    write_config(project, f"broker:\n  url: {mosquitto.url}\n" + YAML_ROUTE)
-    check = mqttbridge(project, "check", "--asgi", ASGI)
+    write_config(django_project, f"broker:\n  url: {mosquitto.url}\n" + YAML_ROUTE)
+    env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings") if exported else None
+    check = mqttbridge(django_project, "check", "--asgi", ASGI, env=env)
     assert check.returncode == 0, check.stderr
     assert "3 routes" in check.stdout
-    bridge = start(project, "run", "--asgi", ASGI)
+    bridge = start_project(django_project, "run", "--asgi", ASGI, env=env)
     bridge.wait_for("bridge ready")
     assert exchange(mosquitto, "sensors/d2/status", "d2", 1) == [b"1"]
     assert exchange(mosquitto, "sensors/d2/reading", "d2", 1) == [b"2"]
@@ -158,32 +122,32 @@ def test_yaml_route_to_an_app_consumer_next_to_the_asgi_application(
 
 
 def test_yaml_route_to_an_app_consumer_with_the_settings_module_exported(
-    mosquitto: MosquittoProcess, project: Path, start: Callable[..., ProjectProcess]
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
 ) -> None:
     layer = f"channel_layer:\n  url: {UNUSED_REDIS}\n"
-    write_config(project, f"broker:\n  url: {mosquitto.url}\n{layer}" + YAML_ROUTE)
+    write_config(django_project, f"broker:\n  url: {mosquitto.url}\n{layer}" + YAML_ROUTE)
     env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings")
-    check = mqttbridge(project, "check", env=env)
+    check = mqttbridge(django_project, "check", env=env)
     assert check.returncode == 0, check.stderr
     assert "channel_layer.url redis://:***@127.0.0.1:9/0 is ignored" in check.stdout
     assert check.stdout.rstrip().endswith(
         "1 route, channel layer memory:// (channels.layers.InMemoryChannelLayer, from Django "
         "settings)"
     )
-    bridge = start(project, "run", env=env)
+    bridge = start_project(django_project, "run", env=env)
     bridge.wait_for("bridge ready")
     assert exchange(mosquitto, "sensors/d3/status", "d3", 1) == [b"1"]
     assert "s3cret" not in bridge.output
-    assert readings(project, "d3") == 1
+    assert readings(django_project, "d3") == 1
     stop(bridge)
 
 
 @pytest.mark.parametrize("command", ["check", "run"])
 def test_yaml_route_to_an_app_consumer_without_django_settings_says_how_to_fix(
-    project: Path, command: str
+    django_project: Path, command: str
 ) -> None:
-    write_config(project, "broker:\n  url: mqtt://127.0.0.1:9\n" + YAML_ROUTE)
-    result = mqttbridge(project, command)
+    write_config(django_project, "broker:\n  url: mqtt://127.0.0.1:9\n" + YAML_ROUTE)
+    result = mqttbridge(django_project, command)
     assert result.returncode == 2
     assert result.stderr.startswith(
         "error: config.yaml:5: routes[0].consumer: cannot import module 'telemetry.consumers': "
@@ -196,13 +160,17 @@ def test_yaml_route_to_an_app_consumer_without_django_settings_says_how_to_fix(
 
 
 @pytest.mark.parametrize("command", ["check", "run"])
-def test_settings_module_that_cannot_be_imported_is_one_line(project: Path, command: str) -> None:
-    write_config(project, "broker:\n  url: mqtt://127.0.0.1:9\n" + YAML_ROUTE)
+def test_settings_module_that_cannot_be_imported_is_one_line(
+    django_project: Path, command: str
+) -> None:
+    write_config(django_project, "broker:\n  url: mqtt://127.0.0.1:9\n" + YAML_ROUTE)
     # Exported, but run from the wrong directory: `myproject` is not importable from there.
     env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings")
-    elsewhere = project.parent / "elsewhere"
+    elsewhere = django_project.parent / "elsewhere"
     elsewhere.mkdir()
-    result = mqttbridge(elsewhere, command, "--config", str(project / "config.yaml"), env=env)
+    result = mqttbridge(
+        elsewhere, command, "--config", str(django_project / "config.yaml"), env=env
+    )
     assert result.returncode == 2
     assert result.stderr == (
         "error: DJANGO_SETTINGS_MODULE: cannot import 'myproject.settings': No module named "
@@ -211,13 +179,70 @@ def test_settings_module_that_cannot_be_imported_is_one_line(project: Path, comm
     )
 
 
+# --- settings.MQTTBRIDGE read by the standalone command -----------------------------------------
+
+
+def settings_route(django_project: Path, broker: str) -> None:
+    add_settings(
+        django_project,
+        f"""
+        MQTTBRIDGE = {{
+            "broker": {{"url": "{broker}"}},
+            "routes": [{{
+                "topic": "sensors/{{device_id}}/status",
+                "consumer": "telemetry.consumers:DeviceConsumer",
+            }}],
+        }}
+        """,
+    )
+
+
+def test_without_a_config_file_the_projects_settings_mqttbridge_is_read(
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
+) -> None:
+    settings_route(django_project, mosquitto.url)
+    env = clean_env(DJANGO_SETTINGS_MODULE="myproject.settings")
+    check = mqttbridge(django_project, "check", env=env)
+    assert check.stdout.startswith(f"settings.MQTTBRIDGE: OK — broker {mosquitto.url}, 1 route,")
+    bridge = start_project(
+        django_project, "run", "--asgi", ASGI
+    )  # asgi.py puts the settings in charge
+    bridge.wait_for("bridge ready")
+    assert exchange(mosquitto, "sensors/d4/status", "d4", 1) == [b"1"]
+    assert exchange(mosquitto, "sensors/d4/reading", "d4", 1) == [b"2"]
+    stop(bridge)
+
+
+def test_a_config_file_wins_over_settings_mqttbridge_with_a_warning(django_project: Path) -> None:
+    settings_route(django_project, "mqtt://127.0.0.1:9")
+    write_config(django_project, "broker:\n  url: mqtt://127.0.0.1:10\n")
+    result = mqttbridge(django_project, "check", "--asgi", ASGI)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "warning: settings.MQTTBRIDGE is ignored: config.yaml is read instead"
+    )
+    assert "broker mqtt://127.0.0.1:10, 2 routes" in result.stdout
+
+
+def test_bad_settings_mqttbridge_fails_the_standalone_check_with_its_path(
+    django_project: Path,
+) -> None:
+    add_settings(django_project, 'MQTTBRIDGE = {"routes": [{"topic": "a/b", "consumer": "x"}]}')
+    result = mqttbridge(django_project, "check", "--asgi", ASGI)
+    assert (result.returncode, result.stderr) == (
+        2,
+        'error: settings.MQTTBRIDGE["routes"][0]["consumer"]: expected \'module:Class\' or '
+        "'module.Class', got 'x'\n",
+    )
+
+
 # --- mqttbridge.configure() in a Django process ------------------------------------------------
 
 
 def test_configure_in_a_django_process_with_a_yaml_route_to_an_app_consumer(
-    project: Path,
+    django_project: Path,
 ) -> None:
-    write_config(project, f"channel_layer:\n  url: {UNUSED_REDIS}\n" + YAML_ROUTE)
+    write_config(django_project, f"channel_layer:\n  url: {UNUSED_REDIS}\n" + YAML_ROUTE)
     # A worker or script of the project: DJANGO_SETTINGS_MODULE set, django.setup() not called.
     script = (
         "import mqttbridge\n"
@@ -226,14 +251,7 @@ def test_configure_in_a_django_process_with_a_yaml_route_to_an_app_consumer(
         "from channels.layers import get_channel_layer\n"
         "print(type(get_channel_layer()).__module__)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=project,
-        env=clean_env(DJANGO_SETTINGS_MODULE="myproject.settings"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = project_python(django_project, script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["DeviceConsumer", "channels.layers"]
     assert "channel_layer.url redis://:***@127.0.0.1:9/0 is ignored" in result.stderr

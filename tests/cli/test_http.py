@@ -117,7 +117,7 @@ def test_a_port_in_use_is_one_line_and_exit_1(
         ),
         (
             ("--http", "127.0.0.1:8000"),
-            "--http: needs an --asgi application to serve; give --asgi <project>.asgi:application",
+            "--http: needs an application to serve; give --asgi <project>.asgi:application",
         ),
     ],
     ids=["no-port", "port-too-large", "no-asgi"],

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.db import connections, models
@@ -32,20 +33,29 @@ def sqlite_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("batch") / "db.sqlite3")
 
 
+def _with_table(alias: str, databases: dict[str, Any]) -> Iterator[str]:
+    use_databases(databases)
+    with connections[alias].schema_editor() as editor:
+        editor.create_model(BatchReading)
+    yield alias
+    connections.close_all()  # a test's loop has its ORM thread's connection too
+    with connections[alias].schema_editor() as editor:
+        editor.delete_model(BatchReading)
+    connections.close_all()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def alias(request: pytest.FixtureRequest, sqlite_path: str) -> Iterator[str]:
     """The database alias to write to, with an empty BatchReading table."""
     databases = {"sqlite": sqlite_settings(sqlite_path)}
     if request.param == "postgres":
         databases["postgres"] = postgres_settings(request.getfixturevalue("postgres_database"))
-    use_databases(databases)
-    with connections[request.param].schema_editor() as editor:
-        editor.create_model(BatchReading)
-    yield request.param
-    connections.close_all()  # a test's loop has its ORM thread's connection too
-    with connections[request.param].schema_editor() as editor:
-        editor.delete_model(BatchReading)
-    connections.close_all()
+    yield from _with_table(request.param, databases)
+
+
+@pytest.fixture
+def sqlite_alias(sqlite_path: str) -> Iterator[str]:
+    yield from _with_table("sqlite", {"sqlite": sqlite_settings(sqlite_path)})
 
 
 @pytest.fixture
@@ -121,29 +131,29 @@ async def test_aclose_writes_what_is_queued(alias: str, count_rows: Callable[[],
     writer = BatchWriter(BatchReading, using=alias, max_batch=1000, max_delay=60)
     saves = [asyncio.ensure_future(writer.save(reading(seq))) for seq in range(25)]
     await asyncio.sleep(0)
-    assert writer.pending == 25 and not any(s.done() for s in saves)  # max_delay is a minute
+    assert writer.pending == 25 and not any(s.done() for s in saves)
     await writer.aclose()
     assert all(s.done() and s.exception() is None for s in saves)
     assert count_rows() == 25
 
 
 @pytest.fixture
-def sqlite_lock(alias: str, sqlite_path: str) -> Iterator[sqlite3.Connection]:
+def sqlite_lock(sqlite_alias: str, sqlite_path: str) -> Iterator[sqlite3.Connection]:
     """An exclusive lock on the SQLite file: writers get "database is locked", an
-    OperationalError, as they would from a database that is down."""
-    if alias != "sqlite":
-        pytest.skip("the PostgreSQL outage is tests/django/test_batch_outage.py")
+    OperationalError, as they would from a database that is down (the PostgreSQL outage is
+    tests/django/test_batch_outage.py)."""
     db = sqlite3.connect(sqlite_path, isolation_level=None)
     yield db
     db.close()
 
 
 async def test_unreachable_database_holds_saves_applies_backpressure_and_logs_once(
-    alias: str,
+    sqlite_alias: str,
     sqlite_lock: sqlite3.Connection,
-    count_rows: Callable[[], int],
+    sqlite_path: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    alias = sqlite_alias
     caplog.set_level(logging.INFO, logger="mqttbridge.django.batch")
     writer = BatchWriter(
         BatchReading, using=alias, max_batch=5, max_pending=10, max_delay=0.01, retry_max=0.2
@@ -157,7 +167,8 @@ async def test_unreachable_database_holds_saves_applies_backpressure_and_logs_on
     sqlite_lock.execute("COMMIT")
     await asyncio.gather(*saves)
     await writer.aclose()
-    assert count_rows() == 40
+    with sqlite3.connect(sqlite_path) as db:
+        assert db.execute("SELECT count(*) FROM batchtests_batchreading").fetchone() == (40,)
     records = [r for r in caplog.records if r.name == "mqttbridge.django.batch"]
     assert [r.levelname for r in records] == ["WARNING", "INFO"], [r.message for r in records]
     assert "database 'sqlite' (sqlite3 " in records[0].message

@@ -1,90 +1,35 @@
-"""examples/dashboard run as users run it (``mqttbridge run --asgi dashboard.asgi:application
---http ...`` from its directory), against a private Mosquitto, with an independent paho client
-as the device, a real WebSocket client (``websockets``) as the page, and plain HTTP: on SQLite,
-and on a fresh PostgreSQL database for the storing path."""
+"""examples/dashboard run as users run it, from its directory (``python manage.py mqttbridge run
+--http ...``, and the standalone ``mqttbridge run --asgi dashboard.asgi:application --http ...``),
+against a private Mosquitto, with an independent paho client as the device, a real WebSocket
+client (``websockets``) as the page, and plain HTTP: on SQLite, and on PostgreSQL (a fresh
+database; a private cluster stopped while readings flow)."""
 
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
-from tests.django_project import ProjectProcess, clean_env
-from tests.services import MosquittoProcess, PahoClient, PostgresProcess, free_port, psql
+from tests.dashboard_project import (
+    TIMEOUT,
+    Dashboard,
+    next_event,
+    reading,
+    start_dashboard,
+    wait_for,
+)
+from tests.django_project import stop
+from tests.services import MosquittoProcess, PostgresProcess, psql
 
 pytestmark = pytest.mark.integration
-
-PROJECT = Path(__file__).resolve().parents[2] / "examples" / "dashboard"
-ASGI = "dashboard.asgi:application"
-TIMEOUT = 20.0
-
-
-@dataclass
-class Dashboard:
-    process: ProjectProcess
-    url: str  # http://127.0.0.1:<port>
-    broker: MosquittoProcess
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=TIMEOUT) as response:
-            return json.load(response)
-
-    def post(self, path: str, body: Any, content_type: str = "application/json") -> Any:
-        request = urllib.request.Request(
-            self.url + path, data=json.dumps(body).encode(), headers={"Content-Type": content_type}
-        )
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return response.status, json.load(response)
-
-    def status_of(self, path: str, **request: Any) -> int:
-        try:
-            with urllib.request.urlopen(urllib.request.Request(self.url + path, **request)) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    def socket(self) -> ClientConnection:
-        return connect(
-            self.url.replace("http", "ws", 1) + "/ws/dashboard/",
-            origin=self.url,  # the socket checks Origin against ALLOWED_HOSTS, as a browser's
-            open_timeout=TIMEOUT,
-        )
-
-    def device(self, device_id: str, *, will: bool = False) -> PahoClient:
-        device = PahoClient(self.broker.host, self.broker.port, client_id=device_id)
-        if will:
-            device.client.will_set(f"devices/{device_id}/status", "offline", qos=1, retain=True)
-        device.connect()
-        return device
-
-
-def start_dashboard(broker: MosquittoProcess, database_url: str) -> Dashboard:
-    env = clean_env(DATABASE_URL=database_url, DASHBOARD_BROKER=broker.url)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=PROJECT,
-        env=env,
-        check=True,
-        timeout=120,
-    )
-    listen = f"127.0.0.1:{free_port()}"
-    process = ProjectProcess(PROJECT, "run", "--asgi", ASGI, "--http", listen, env=env)
-    process.wait_for("bridge ready")
-    process.wait_for("serving HTTP and WebSocket on")
-    return Dashboard(process, f"http://{listen}", broker)
 
 
 @pytest.fixture(scope="module")
@@ -95,34 +40,17 @@ def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dashboard(shared_mosquitto: MosquittoProcess, sqlite_file: Path) -> Iterator[Dashboard]:
     running = start_dashboard(shared_mosquitto, f"sqlite:///{sqlite_file}")
-    yield running
-    running.process.close()
-    assert "Traceback" not in running.process.output, running.process.output
+    try:
+        yield running
+        stop(running.process)  # SIGTERM: exit 0, no traceback
+    finally:
+        running.process.close()
 
 
 @pytest.fixture
 def device_id(request: pytest.FixtureRequest) -> str:
     """A device of its own per test (the broker and the bridge are shared by the module)."""
     return f"t-{request.node.name.removeprefix('test_')[:40]}".replace("_", "-")
-
-
-def reading(celsius: float, seq: int) -> str:
-    return json.dumps(
-        {"celsius": celsius, "humidity": 40.5, "battery": 99.0, "fan": "off", "seq": seq, "ts": 1}
-    )
-
-
-def next_event(socket: ClientConnection, kind: str, device_id: str) -> dict[str, Any]:
-    """The next event of ``kind`` about ``device_id`` (other tests' devices also talk)."""
-    seen = []
-    while True:
-        try:
-            event = json.loads(socket.recv(timeout=TIMEOUT))
-        except TimeoutError:
-            raise AssertionError(f"no {kind} event for {device_id}; got {seen}") from None
-        if event["type"] == kind and event["device_id"] == device_id:
-            return event  # type: ignore[no-any-return]
-        seen.append(event)
 
 
 def stored(sqlite_file: Path, device_id: str) -> list[tuple[float, float | None]]:
@@ -201,19 +129,15 @@ def test_the_command_view_reaches_the_device_and_its_ack_reaches_the_socket(
 
 
 def test_the_last_will_marks_the_device_offline(dashboard: Dashboard, device_id: str) -> None:
-    device = dashboard.device(device_id, will=True)
-    try:
-        with dashboard.socket() as socket:
-            device.publish(f"devices/{device_id}/status", "online", qos=1)
-            assert next_event(socket, "status", device_id)["online"] is True
-            # Killed, not disconnected: the broker publishes the will.
-            device.client.loop_stop()
-            sock = device.client.socket()
-            assert sock is not None
-            sock.close()
-            assert next_event(socket, "status", device_id)["online"] is False
-    finally:
-        device.close()
+    with dashboard.socket() as socket, dashboard.device(device_id, will=True) as device:
+        device.publish(f"devices/{device_id}/status", "online", qos=1)
+        assert next_event(socket, "status", device_id)["online"] is True
+        # Killed, not disconnected: the broker publishes the will.
+        device.client.loop_stop()
+        sock = device.client.socket()
+        assert sock is not None
+        sock.close()
+        assert next_event(socket, "status", device_id)["online"] is False
     listed = {entry["device_id"]: entry for entry in dashboard.get("/api/devices/")}
     assert listed[device_id]["online"] is False
 
@@ -242,7 +166,9 @@ def test_bad_requests_are_refused_with_a_reason(dashboard: Dashboard) -> None:
     )
     assert refused(command, {"fan": "on"}) == (404, "no device 'nobody'")
     assert dashboard.status_of("/api/devices/nobody/readings/?limit=0") == 400
-    assert dashboard.status_of("/api/devices/nobody/readings/") == 404
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        dashboard.get("/api/devices/nobody/readings/")
+    assert (unknown.value.code, json.load(unknown.value)) == (404, {"error": "no device 'nobody'"})
     assert dashboard.status_of(command) == 405  # GET
 
 
@@ -258,10 +184,10 @@ def postgres_url(postgres_database: str) -> str:
     return f"postgres://postgres@127.0.0.1:5432/{postgres_database}"
 
 
-def test_readings_are_stored_in_postgresql(
+def test_readings_are_stored_in_postgresql_by_the_standalone_command(
     mosquitto: MosquittoProcess, postgres_url: str, postgres_database: str
 ) -> None:
-    dashboard = start_dashboard(mosquitto, postgres_url)
+    dashboard = start_dashboard(mosquitto, postgres_url, standalone=True)
     try:
         with dashboard.socket() as socket, dashboard.device("pg-1") as device:
             device.publish("devices/pg-1/status", "online", qos=1)
@@ -280,18 +206,9 @@ def test_readings_are_stored_in_postgresql(
         assert psql(online, dbname=postgres_database) == "t"
         last = dashboard.get("/api/devices/pg-1/readings/?limit=3")
         assert [r["celsius"] for r in last] == [21.97, 21.98, 21.99]
+        stop(dashboard.process)
     finally:
         dashboard.process.close()
-    assert "Traceback" not in dashboard.process.output, dashboard.process.output
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Poll; the timeout only turns a hang into a failure that says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
@@ -327,9 +244,7 @@ def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
         assert sorted(map(int, seqs)) == list(range(40))  # all of them, each once
         assert stored("SELECT online FROM telemetry_device WHERE device_id = 'pg-new'") == "t"
         assert dashboard.process.proc.poll() is None, dashboard.process.output
-        dashboard.process.proc.send_signal(signal.SIGTERM)
-        assert dashboard.process.proc.wait(30) == 0, dashboard.process.output
+        stop(dashboard.process)  # up all along; SIGTERM: exit 0, no traceback
     finally:
         dashboard.process.close()
-    assert "Traceback" not in dashboard.process.output, dashboard.process.output
     assert "dead-letter" not in dashboard.process.output.lower(), dashboard.process.output

@@ -108,3 +108,64 @@ class PahoClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class NumberedPublisher:
+    """Publishes 0, 1, 2, ... at QoS 1 from a thread, round-robin over ``topics``, until
+    ``stop()``; ``acked`` holds the numbers the broker acknowledged (PUBACK), the ones an
+    at-least-once pipeline behind the broker must not lose. At most ``window`` unacknowledged
+    at a time, so the pace follows the broker rather than a clock."""
+
+    def __init__(self, client: PahoClient, topics: list[str], window: int = 100) -> None:
+        self.client = client
+        self.topics = topics
+        self.window = window
+        self.acked: set[int] = set()
+        self._numbers: dict[int, int] = {}  # mid -> number, until its PUBACK
+        self._early: set[int] = set()  # mids acknowledged before publish() returned them
+        self._lock = threading.Condition()
+        self._stopping = threading.Event()
+        self.sent = 0
+        client.client.on_publish = self._on_publish
+        self._thread = threading.Thread(target=self._run, name="numbered-publisher", daemon=True)
+
+    def _on_publish(self, _client: Any, _userdata: Any, mid: int, _rc: Any, _p: Any) -> None:
+        with self._lock:
+            number = self._numbers.pop(mid, None)
+            if number is None:
+                self._early.add(mid)
+            else:
+                self.acked.add(number)
+            self._lock.notify_all()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                if not self._lock.wait_for(lambda: len(self._numbers) < self.window, 0.1):
+                    continue
+            # Not under our lock: paho calls on_publish holding its own, which publish() takes.
+            number = self.sent
+            info = self.client.client.publish(
+                self.topics[number % len(self.topics)], str(number), qos=1
+            )
+            with self._lock:
+                if info.mid in self._early:  # the PUBACK came first
+                    self._early.discard(info.mid)
+                    self.acked.add(number)
+                else:
+                    self._numbers[info.mid] = number
+                self.sent += 1
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop publishing and wait for the PUBACKs of what was sent."""
+        self._stopping.set()
+        self._thread.join(timeout)
+        with self._lock:
+            if not self._lock.wait_for(lambda: not self._numbers, timeout):
+                raise TimeoutError(
+                    f"{len(self._numbers)} publishes unacknowledged after {timeout} s"
+                )

