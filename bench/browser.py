@@ -2,8 +2,8 @@
 
     python -m bench.browser [--devices 100] [--rate 10] [--seconds 30] [--warmup 10]
 
-A private Mosquitto; the dashboard (``harness.dashboard``: ``mqttbridge run --asgi
-dashboard.asgi:application --http``, HTTP, WebSocket and MQTT in one process, SQLite); the
+A private Mosquitto; the dashboard (``harness.dashboard``: ``python manage.py
+mqttbridge run --http``, HTTP, WebSocket and MQTT in one process, SQLite); the
 page open in headless Chromium (Debian's, ``harness.browser``); then ``mqttbridge simulate``
 with ``--devices`` generic devices at ``--rate`` readings each per second (100 x 10 = 1,000
 msg/s by default).

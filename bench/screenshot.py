@@ -2,8 +2,8 @@
 
     make screenshot        (or: .venv/bin/python -m bench.screenshot [--out FILE])
 
-A private Mosquitto, the dashboard (``harness.dashboard``: ``mqttbridge run --asgi
-dashboard.asgi:application --http``), five simulated generic devices, and a sixth that is
+A private Mosquitto, the dashboard (``harness.dashboard``: ``python manage.py
+mqttbridge run --http``), five simulated generic devices, and a sixth that is
 killed so that one card shows ``offline``. Once every live chart has ``--points`` points, the
 fan button of one device is clicked and its acknowledgement awaited; then headless Chromium
 (Debian's, ``harness.browser``) takes the screenshot.

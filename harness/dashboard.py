@@ -3,14 +3,18 @@ browser tests, the screenshot and the browser benchmark:
 
     cd examples/dashboard
     python manage.py migrate
-    mqttbridge run --asgi dashboard.asgi:application --http 127.0.0.1:PORT --broker URL
+    python manage.py mqttbridge run --http 127.0.0.1:PORT
 
-with two differences a test needs: the database is a file in a private directory (through
-``DATABASE_URL``, which the project reads), and the broker and the HTTP port are given, so
-that independent MQTT clients and a browser can reach the same process.
+with what a test needs on top: the database is a file in a private directory
+(``DATABASE_URL``), the broker is the one given (``DASHBOARD_BROKER``, which the project's
+``settings.MQTTBRIDGE`` reads), and HTTP is on a free port, so that independent MQTT clients and
+a browser reach the same process.
 
     with DashboardProcess(workdir, broker_url="mqtt://127.0.0.1:1884") as dashboard:
         page.goto(dashboard.url)
+
+(tests/dashboard_project.py drives the same project for the tests without a browser; this
+module is in ``harness`` because the benchmarks, which never import tests, need it too.)
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from harness.children import ROOT, clean_env
 from harness.processes import free_port
 
 __all__ = [
-    "ASGI",
     "DASHBOARD_DIR",
     "MQTTBRIDGE",
     "DashboardError",
@@ -39,7 +42,6 @@ __all__ = [
 ]
 
 DASHBOARD_DIR = ROOT / "examples" / "dashboard"
-ASGI = "dashboard.asgi:application"
 # The console script a user runs, from the same environment as this interpreter.
 MQTTBRIDGE = str(Path(sys.executable).with_name("mqttbridge"))
 # The devices the dashboard is made for (docs/simulator.md): readings, birth, will, commands.
@@ -132,8 +134,8 @@ class _Command:
 
 
 class DashboardProcess(_Command):
-    """``mqttbridge run --asgi dashboard.asgi:application --http`` in ``examples/dashboard``;
-    started by :meth:`start` or by entering the ``with`` block."""
+    """``python manage.py mqttbridge run --http`` in ``examples/dashboard``; started by
+    :meth:`start` or by entering the ``with`` block."""
 
     def __init__(
         self,
@@ -149,7 +151,9 @@ class DashboardProcess(_Command):
         self.port = port or free_port()
         self.database = workdir / "db.sqlite3"
         self.database_url = f"sqlite:///{self.database}"
-        self.env = clean_env(DATABASE_URL=self.database_url, **(env or {}))
+        self.env = clean_env(
+            DATABASE_URL=self.database_url, DASHBOARD_BROKER=broker_url, **(env or {})
+        )
 
     @property
     def url(self) -> str:
@@ -172,8 +176,8 @@ class DashboardProcess(_Command):
         self.migrate()
         listen = f"127.0.0.1:{self.port}"
         # start() waits for INFO lines; the page's traffic logs little at that level.
-        command = [MQTTBRIDGE, "run", "--asgi", ASGI, "--http", listen, "--broker"]
-        self._spawn([*command, self.broker_url, "--log-level", "info"], DASHBOARD_DIR, self.env)
+        command = [sys.executable, "manage.py", "mqttbridge", "run", "--http", listen]
+        self._spawn([*command, "--log-level", "info"], DASHBOARD_DIR, self.env)
         assert self.proc is not None
         deadline = time.monotonic() + timeout
         while not (all(text in self.log() for text in _READY) and self._answers()):
