@@ -104,9 +104,14 @@ class SocketViewer:
             for text in self.socket:
                 now = time.time() * 1000
                 event = json.loads(text)
-                if event.get("type") == "reading" and isinstance(event.get("ts"), int | float):
-                    self.arrived += 1
-                    self.samples.append([event["ts"], event["received"], now, now])
+                kind = event.get("type")
+                batch = event.get("readings") if kind == "readings" else [event]
+                if kind not in ("reading", "readings") or not isinstance(batch, list):
+                    continue
+                for one in batch:
+                    if isinstance(one.get("ts"), int | float):
+                        self.arrived += 1
+                        self.samples.append([one["ts"], one["received"], now, now])
 
     def close(self) -> None:
         self.socket.close()

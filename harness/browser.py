@@ -30,7 +30,8 @@ CHROMIUM_ENV = "CHROMIUM_BIN"
 
 # For ``page.add_init_script``: when did each reading reach the DOM? It wraps the page's
 # WebSocket (our listener, added in the constructor, runs before the page's own) and notes each
-# ``{"type": "reading", "device_id", "ts", "received"}`` event per device; a MutationObserver,
+# ``{"type": "reading", "device_id", "ts", "received"}`` event per device (or each of a
+# ``{"type": "readings", "readings": [...]}`` batch); a MutationObserver,
 # called at the microtask checkpoint right after the page's handler changed that device's
 # ``.celsius``, records ``[ts, received, arrived, dom]`` in ms of the wall clock
 # (performance.timeOrigin + performance.now()) in ``window.__latency.samples``. Readings the page
@@ -47,11 +48,18 @@ LATENCY_PROBE = """(() => {
             this.addEventListener("message", (message) => {
                 let event;
                 try { event = JSON.parse(message.data); } catch { return; }
-                if (event.type !== "reading" || typeof event.ts !== "number") return;
-                probe.arrived += 1;
-                const list = probe.pending.get(event.device_id) || [];
-                list.push([event.ts, event.received, now()]);
-                probe.pending.set(event.device_id, list);
+                // One reading, or several in one message ({"type": "readings", "readings": []}).
+                const readings = event.type === "readings" ? event.readings : [event];
+                if (!Array.isArray(readings)) return;
+                const at = now();
+                for (const reading of readings) {
+                    if (reading.type === "status" || typeof reading.ts !== "number") continue;
+                    if (event.type !== "readings" && event.type !== "reading") continue;
+                    probe.arrived += 1;
+                    const list = probe.pending.get(reading.device_id) || [];
+                    list.push([reading.ts, reading.received, at]);
+                    probe.pending.set(reading.device_id, list);
+                }
             });
         }
     };
