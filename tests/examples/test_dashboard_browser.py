@@ -1,9 +1,9 @@
 """The dashboard example (examples/dashboard) in a real browser: headless Chromium on the page
-served by ``python manage.py mqttbridge run --http`` (started as its README
-says, see ``harness.dashboard``), with independent MQTT clients as the devices on a private
-Mosquitto. What the tests rely on in the page is the contract of the dashboard (its README and page): one
-``[data-device]`` per device with ``.status``, ``.celsius``, ``svg.chart polyline``,
-``button.command[data-fan]`` and ``.ack[data-ref]``; ``body[data-ws="open"]``.
+served by ``python manage.py mqttbridge run --http`` (started as its README says, see
+``harness.dashboard``), with independent MQTT clients as the devices on a private Mosquitto.
+What the tests rely on in the page is the dashboard's contract: one ``[data-device]`` per
+device with ``.status``, ``.celsius``, ``svg.chart polyline``, ``button.command[data-fan]`` and
+``.ack[data-ref]``; ``body[data-ws="open"]``.
 
 Every wait is Playwright's (``expect`` retries until its timeout): no sleeps.
 """
