@@ -25,6 +25,8 @@ run: $(BIN)/mqttbridge  ## embedded broker + bridge + example routes + a simulat
 DASHBOARD_HTTP ?= 127.0.0.1:8000
 DASHBOARD_MQTT ?= 127.0.0.1:18831
 DASHBOARD_DEVICES ?= 5
+# The devices start once the embedded broker listens (the first start compiles a lot).
+export LISTENING := import socket, sys; socket.create_connection(tuple(sys.argv[1].rsplit(":", 1)), 1)
 
 $(VENV)/.dashboard-deps: $(BIN)/mqttbridge pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dashboard]'
@@ -33,7 +35,8 @@ $(VENV)/.dashboard-deps: $(BIN)/mqttbridge pyproject.toml
 dashboard: $(VENV)/.dashboard-deps  ## the Django dashboard: http://127.0.0.1:8000/ with 5 simulated devices
 	cd examples/dashboard && $(CURDIR)/$(BIN)/python manage.py migrate --no-input -v 1
 	cd examples/dashboard || exit 1; export DASHBOARD_MQTT_LISTEN=$(DASHBOARD_MQTT); \
-	{ sleep 2; exec $(CURDIR)/$(BIN)/mqttbridge simulate --broker mqtt://$(DASHBOARD_MQTT) \
+	{ until $(CURDIR)/$(BIN)/python -c "$$LISTENING" $(DASHBOARD_MQTT) 2>/dev/null; do sleep 0.5; done; \
+	  exec $(CURDIR)/$(BIN)/mqttbridge simulate --broker mqtt://$(DASHBOARD_MQTT) \
 	    --profile generic --devices $(DASHBOARD_DEVICES) --plain; } & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	$(CURDIR)/$(BIN)/python manage.py mqttbridge run --http $(DASHBOARD_HTTP)

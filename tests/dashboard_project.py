@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,6 @@ __all__ = [
     "next_event",
     "reading",
     "start_dashboard",
-    "wait_for",
 ]
 
 PROJECT = Path(__file__).resolve().parents[1] / "examples" / "dashboard"
@@ -121,12 +118,3 @@ def next_event(socket: ClientConnection, kind: str, device_id: str) -> dict[str,
         if event["type"] == kind and event["device_id"] == device_id:
             return event  # type: ignore[no-any-return]
         seen.append(event)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    """Poll; the timeout only turns a hang into a failure that says what was awaited."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)

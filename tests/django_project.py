@@ -8,7 +8,7 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
         myproject/settings.py   SQLite database, in-memory channel layer, mqttbridge.django
                                 installed (``add_settings`` appends MQTTBRIDGE = ... per test)
         myproject/asgi.py       the standard one: setdefault, get_asgi_application, routers
-        telemetry/models.py     Device(name, readings); Reading(device, seq, value)
+        telemetry/models.py     Device(name, readings); Reading(device, seq)
         telemetry/consumers.py  imports the model; counts readings, replies with the count
         telemetry/batched.py    stores each message's number as a Reading through a BatchWriter
                                 (routed from config.yaml by the tests that use it)
@@ -194,7 +194,6 @@ _FILES = {
         class Reading(models.Model):
             device = models.CharField(max_length=64)
             seq = models.IntegerField()  # the publisher's number; repeats are redeliveries
-            value = models.FloatField(default=0)
     """,
     "telemetry/batched.py": """
         from mqttbridge.consumers import MqttConsumer

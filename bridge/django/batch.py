@@ -13,6 +13,7 @@ batch, in Django's ORM thread through ``channels.db.database_sync_to_async``, ne
 loop. A batch goes when it holds ``max_batch`` objects, when its oldest has waited ``max_delay``,
 or as soon as no more objects are coming (the handlers that had one to give are all waiting);
 objects that arrive while a batch is written make the next one, so batches grow with the load.
+For async consumers only: a ``SyncMqttConsumer`` handler runs in the ORM thread the writer needs.
 
 What happens when a write fails (docs/batching.md):
 
@@ -292,7 +293,7 @@ class BatchWriter(Generic[M]):
             waited = time.monotonic() - outage_started
             self.stats.waited.append(waited)
             logger.info(
-                "database %s is back after %.1f s; %s rows of %s waited and are committed",
+                "database %s is back after %.1f s; %s rows of %s were waiting, writing them now",
                 self._describe_db(),
                 waited,
                 len(batch) + len(self._queue),

@@ -61,7 +61,7 @@ def test_no_acknowledged_reading_is_lost_while_postgresql_is_down(
         # Readings keep coming and the broker keeps acknowledging them while nothing is stored:
         # every device has a reading held, and thousands more wait in the bridge and the broker.
         during = len(publisher.acked)
-        wait_for(lambda: len(publisher.acked) >= during + 5000, "5000 PUBACKs during the outage")
+        wait_for(lambda: len(publisher.acked) >= during + 15000, "15000 PUBACKs during the outage")
         postgres_cluster.start()
         bridge.wait_for(RECOVERY_LINE)
         after = len(publisher.acked)
