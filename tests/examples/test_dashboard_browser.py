@@ -31,8 +31,15 @@ def dashboard(
     shared_mosquitto: MosquittoProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DashboardProcess]:
     """One dashboard for the module: each test uses devices of its own."""
-    with DashboardProcess(tmp_path_factory.mktemp("dashboard"), shared_mosquitto.url) as process:
+    process = DashboardProcess(tmp_path_factory.mktemp("dashboard"), shared_mosquitto.url)
+    process.start()
+    try:
         yield process
+    finally:
+        code = process.stop()
+    # Whatever the pages and devices did, the bridge drained and logged no exception.
+    assert code == 0, process.log_tail()
+    assert "Traceback" not in process.log(), process.log()
 
 
 @pytest.fixture
