@@ -1,4 +1,4 @@
-"""``python -m bench.storage [--quick]``: readings stored per second through
+"""``python -m bench.storage [--quick] [--repeat N]``: readings stored per second through
 ``mqttbridge.django.batch.BatchWriter``, into SQLite and into PostgreSQL, against one INSERT per
 message (``await database_sync_to_async(obj.save)()``), with CPU time per reading.
 
@@ -7,8 +7,9 @@ message (``await database_sync_to_async(obj.save)()``), with CPU time per readin
 * **bridge**: end to end. ``mqttbridge run`` with a Django project's settings (a Reading model,
   routes from config.yaml), a private Mosquitto, ``bench.publisher`` sending QoS 1 over 100
   devices as fast as the broker takes them; the rate runs from the first publish to the last
-  row counted in the table. CPU is the bridge process's. Mosquitto's ``max_inflight_messages``
-  (QoS 1 messages unacknowledged by the bridge at once) is 20, its default, or 1000.
+  row counted in the table. CPU is the bridge process's. MQTT 5 and 3.1.1; Mosquitto's
+  ``max_inflight_messages`` 1000, or 20 (its default; it applies to MQTT 3.1.1 clients only,
+  docs/batching.md). Each end-to-end row runs ``--repeat`` times (3); the median is shown.
 
 PostgreSQL is a private cluster (durable defaults: fsync and synchronous_commit on), SQLite a
 file (Django's defaults). Results go to stdout as a Markdown table.

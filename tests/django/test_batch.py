@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.db import connections, models
+from django.db import ProgrammingError, connections, models
 
 from mqttbridge.consumers import InvalidPayload
 from mqttbridge.django.batch import BatchWriter, RowRejected
@@ -182,3 +182,34 @@ async def test_unreachable_database_holds_saves_applies_backpressure_and_logs_on
 def test_the_writer_refuses_a_batch_larger_than_its_queue() -> None:
     with pytest.raises(ValueError, match=r"BatchWriter\(BatchReading\): need 1 <= max_batch"):
         BatchWriter(BatchReading, max_batch=100, max_pending=10)
+
+
+class NeverMigrated(models.Model):
+    seq = models.IntegerField()
+
+    class Meta:
+        app_label = "batchtests"
+
+
+@pytest.fixture
+def postgres_alias(sqlite_path: str, postgres_database: str) -> str:
+    use_databases(
+        {"sqlite": sqlite_settings(sqlite_path), "postgres": postgres_settings(postgres_database)}
+    )
+    return "postgres"
+
+
+async def test_an_error_that_is_not_bad_data_reaches_each_save_and_does_not_wedge(
+    postgres_alias: str,
+) -> None:
+    # PostgreSQL says ProgrammingError for a missing table: not transient, not a bad row. (SQLite
+    # says OperationalError, which the writer retries as an outage: docs/batching.md.)
+    writer = BatchWriter(NeverMigrated, using=postgres_alias, max_delay=0.01)
+    results = await asyncio.gather(
+        *(writer.save(NeverMigrated(seq=seq)) for seq in range(5)), return_exceptions=True
+    )
+    await writer.aclose()
+    assert all(isinstance(r, ProgrammingError) for r in results), results
+    assert not any(isinstance(r, RowRejected) for r in results)  # the handler error path
+    assert writer.stats.rejected == 5 and writer.stats.outages == 0
+    connections.close_all()

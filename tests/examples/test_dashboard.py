@@ -127,6 +127,31 @@ def test_the_command_view_reaches_the_device_and_its_ack_reaches_the_socket(
     assert ack == {"type": "ack", "device_id": device_id, "fan": "on", "ref": ref}
 
 
+def test_a_reading_without_celsius_is_dead_lettered_and_the_next_one_shown(
+    dashboard: Dashboard, device_id: str
+) -> None:
+    topic = f"sensors/{device_id}/temperature"
+    with (
+        dashboard.socket() as socket,
+        dashboard.device(device_id) as device,
+        dashboard.device(f"{device_id}-watch") as watcher,
+    ):
+        watcher.subscribe("mqttbridge/dead-letter", qos=1)
+        device.publish(f"devices/{device_id}/status", "online", qos=1)
+        next_event(socket, "status", device_id)
+        device.publish(topic, json.dumps({"humidity": 40.0}), qos=1)
+        device.publish(topic, reading(19.5, 2), qos=1)
+        assert next_event(socket, "reading", device_id)["celsius"] == 19.5
+        record = json.loads(watcher.next_message(timeout=TIMEOUT).payload)
+        while record["topic"] != topic:  # another test's, on the shared broker
+            record = json.loads(watcher.next_message(timeout=TIMEOUT).payload)
+    assert (record["topic"], record["error"]) == (
+        topic,
+        "expected a JSON object with a numeric celsius",
+    )
+    assert [r["celsius"] for r in dashboard.get(f"/api/devices/{device_id}/readings/")] == [19.5]
+
+
 def test_the_last_will_marks_the_device_offline(dashboard: Dashboard, device_id: str) -> None:
     with dashboard.socket() as socket, dashboard.device(device_id, will=True) as device:
         device.publish(f"devices/{device_id}/status", "online", qos=1)
