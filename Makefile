@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run dashboard test lint bench bench-storage clean
+.PHONY: run dashboard test lint bench bench-storage screenshot clean
 
 # `make run` installs only what the bridge needs; the test tools come with `make test`.
 $(BIN)/mqttbridge: pyproject.toml
@@ -60,6 +60,9 @@ bench: $(VENV)/.test-deps  ## the benchmarks recorded in docs/benchmarks.md
 
 bench-storage: $(VENV)/.test-deps  ## readings stored per second, BatchWriter vs one INSERT each
 	$(BIN)/python -m bench.storage
+
+screenshot: $(VENV)/.test-deps  ## docs/dashboard.png: the dashboard example in headless Chromium
+	$(BIN)/python -m bench.screenshot
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """The load: one client publishing as fast as it can, round-robin over device ids.
 
     python -m bench.publisher --port P --count N [--devices 100] [--qos 0] [--engine socket]
+                              [--rate MSG_PER_S]
 
 Two engines:
 
@@ -13,6 +14,8 @@ Two engines:
   socket itself: the fastest a paho client goes). Reported once as the paho publisher's rate.
 
 At QoS 1 at most ``--window`` messages are unacknowledged at a time (packet ids are 16 bits).
+``--rate`` (socket engine, QoS 0) paces the load instead: a hundredth of a second's worth of
+messages every 10 ms, catching up if a write was late, for a steady background load.
 Emits ``done`` once every message is written (QoS 0) or acknowledged (QoS 1).
 """
 
@@ -29,6 +32,7 @@ from harness.wire import CONNACK, PUBACK, connect_packet, packet, string, take_p
 
 PAYLOAD = b'{"temperature": 21.5, "humidity": 40}'
 _BATCH = 1000
+_TICK = 0.01  # --rate: seconds between writes
 
 
 def encode_publish(topic: bytes, payload: bytes, qos: int, mid: int, v5: bool) -> bytes:
@@ -101,6 +105,12 @@ def publish_socket(args: argparse.Namespace, topics: list[bytes]) -> tuple[float
         sent = 0
         while sent < count:
             n = min(_BATCH, count - sent)
+            if args.rate:
+                due = int((time.perf_counter() - started) * args.rate) + 1
+                if due <= sent:
+                    time.sleep(_TICK)
+                    continue
+                n = min(n, due - sent)
             conn.sock.sendall(b"".join(packets[(sent + i) % len(topics)] for i in range(n)))
             sent += n
     else:
@@ -179,8 +189,13 @@ def main() -> None:
     parser.add_argument("--topic", default="bench/{device_id}/data")
     parser.add_argument("--engine", default="socket", choices=("socket", "paho"))
     parser.add_argument("--window", type=int, default=20000, help="QoS 1 messages in flight")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="messages per second (socket, QoS 0); 0: flat out"
+    )
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
+    if args.rate and (args.engine != "socket" or args.qos):
+        parser.error("--rate paces the socket engine at QoS 0 only")
     devices = args.devices or args.count
     topics = [args.topic.format(device_id=f"d{i}").encode() for i in range(devices)]
     run = publish_socket if args.engine == "socket" else publish_paho

@@ -27,11 +27,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["ROOT", "Child", "ChildError"]
+__all__ = ["ROOT", "Child", "ChildError", "clean_env"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
 _live: set[Child] = set()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell, for commands run as a user runs them: no Django
+    settings module, nothing on PYTHONPATH, nothing of the test run's."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH") and not key.startswith("PYTEST")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
 
 
 class ChildError(RuntimeError):

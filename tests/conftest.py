@@ -1,4 +1,5 @@
-"""Fixtures for real services: private Mosquitto and Redis processes, and TCP proxies.
+"""Fixtures for real services: private Mosquitto and Redis processes, TCP proxies, and a
+headless Chromium (``browser``, one per run, and a fresh ``page`` per test).
 
 A missing binary skips the test locally but fails it when CI is set, so a CI image without
 Mosquitto or Redis cannot turn the integration suite green by skipping all of it.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,9 +20,14 @@ from tests.services import (
     RedisProcess,
     ServiceBinaryNotFound,
     TcpProxy,
+    chromium,
+    find_chromium,
     psql,
 )
 from tests.services.certs import Pki, make_pki
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 # Tests using any of these talk to a real service and get the `integration` marker, so
 # `pytest -m "not integration"` gives the quick, broker-free run.
@@ -34,7 +40,14 @@ _SERVICE_FIXTURES = {
     "pki",
     "postgres_database",
     "postgres_cluster",
+    "browser",
+    "page",
 }
+# Tests in a real browser also get `browser`, so `-m browser` picks (or deselects) just them.
+_BROWSER_FIXTURES = {"browser", "page"}
+# A page waits this long for what a test expects (Playwright's default, 5 s, is short for two
+# cores shared by a bridge, a broker and Chromium); it is a hang guard, not a measurement.
+PAGE_TIMEOUT_MS = 30_000
 
 
 def _in_ci() -> bool:
@@ -45,12 +58,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # pyproject.toml declares the marker; repeat it only when run with another ini file.
     if not any(line.startswith("integration") for line in config.getini("markers")):
         config.addinivalue_line("markers", "integration: talks to real Mosquitto or Redis")
+    if not any(line.startswith("browser") for line in config.getini("markers")):
+        config.addinivalue_line("markers", "browser: drives a headless Chromium")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if _SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if _SERVICE_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.integration)
+        if _BROWSER_FIXTURES.intersection(fixtures):
+            item.add_marker(pytest.mark.browser)
 
 
 def _unavailable(error: Exception) -> None:
@@ -162,6 +180,36 @@ def tcp_proxy() -> Iterator[Callable[[str, int], TcpProxy]]:
     yield make
     for proxy in proxies:
         proxy.close()
+
+
+# Module, not session: Playwright's sync API keeps its event loop marked as running on the main
+# thread for as long as it is open, and pytest-asyncio then refuses to run async tests
+# ("Runner.run() cannot be called from a running event loop"). So a browser lives for one test
+# module (a launch is about a second), and a module with browser tests has no async tests.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Headless Chromium from Debian's package (see ``harness.browser``), for the module."""
+    try:
+        executable = find_chromium()
+    except ServiceBinaryNotFound as error:
+        _unavailable(error)
+        raise
+    with chromium(executable=executable) as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page in its own context (no cookies or storage shared between tests)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
+    context = browser.new_context()
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 # The bridge needs Django settings for Channels; tests use the in-memory layer unless a test

@@ -21,7 +21,6 @@ environment (no ``DJANGO_SETTINGS_MODULE``, no ``PYTHONPATH``).
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.children import clean_env
 from tests.services import PahoClient
 
 __all__ = [
@@ -233,18 +233,6 @@ _FILES = {
                 return device.readings
     """,
 }
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a user's shell: no Django settings module, nothing on PYTHONPATH."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH") and not key.startswith("PYTEST")
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def make_project(

@@ -1,6 +1,6 @@
 """Real Mosquitto and Redis processes (from ``harness``, which the benchmarks use too), a
-private PostgreSQL cluster (harness.postgres), a
-fault-injecting TCP proxy, and a small MQTT client.
+private PostgreSQL cluster (harness.postgres), a fault-injecting TCP proxy, a small MQTT client,
+and headless Chromium (``harness.browser``).
 
 Integration tests run each service as a private child process on a free port of 127.0.0.1,
 never the shared instances on 1883/6379: tests stop, SIGKILL, restart and SIGSTOP them, and
@@ -9,6 +9,7 @@ must not disturb (or be disturbed by) anything else on the machine.
 Everything here is synchronous and thread-based so it works from plain and async tests alike.
 """
 
+from harness.browser import chromium, find_chromium
 from harness.postgres import PostgresProcess, psql
 from harness.processes import (
     MosquittoProcess,
@@ -34,7 +35,9 @@ __all__ = [
     "ServiceStartError",
     "TcpProxy",
     "TlsListener",
+    "chromium",
     "find_binary",
+    "find_chromium",
     "free_port",
     "mqtt_ping",
     "psql",
