@@ -9,6 +9,7 @@ channel layer joins MQTT consumers, WebSocket consumers and views, and no Redis 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -62,9 +63,13 @@ TEMPLATES = [
     },
 ]
 
+# Connections are kept (CONN_MAX_AGE) and checked before reuse: otherwise the batch writer's
+# thread opens a new one for every batch (with SQLite, its PRAGMAs too), which was about a
+# tenth of that thread's time at 1,000 readings/s. A connection broken by a database restart
+# fails the health check, or the batch writer drops it and retries.
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_health_checks=True
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=600, conn_health_checks=True
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -120,6 +125,13 @@ STATIC_URL = "static/"
 # DJANGO_STATIC_ROOT, runs `manage.py collectstatic`, and whitenoise serves that folder.
 STATIC_ROOT = os.environ.get("DJANGO_STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = STATIC_ROOT is None
+# Under ASGI, Django warns for every response that streams a file through a synchronous
+# iterator, which is what whitenoise (6.x, WSGI-first) returns for each static file. Django then
+# reads the file in a worker thread, as an asynchronous iterator would have to: only the
+# warning is wrong here, and it would be logged for every file the page and the admin load.
+warnings.filterwarnings(
+    "ignore", message="StreamingHttpResponse must consume synchronous iterators", category=Warning
+)
 
 LOGGING = {
     "version": 1,

@@ -1,8 +1,9 @@
 """The devices' side: MQTT consumers, one instance per device and route.
 
-* ``TelemetryConsumer`` (sensors/<id>/temperature) stores each reading through the batch
-  writer, then tells the device's group. It is also the device's ear on the channel layer: a
-  ``device.command`` sent to ``device.<id>`` by a view is published to devices/<id>/commands.
+* ``TelemetryConsumer`` (sensors/<id>/temperature) hands each reading to the pages' live feed
+  (live.py: batched, to the ``dashboard`` group), then stores it through the batch writer. It
+  is also the device's ear on the channel layer: a ``device.command`` sent to ``device.<id>`` by
+  a view is published to devices/<id>/commands.
 * ``PresenceConsumer`` (devices/<id>/status) keeps ``Device.online`` from birth and last will.
 * ``AckConsumer`` (devices/<id>/ack) passes the device's acknowledgements to its group.
 """
@@ -22,6 +23,7 @@ from django.utils import timezone
 from mqttbridge.consumers import InvalidPayload, JsonMqttConsumer, MqttConsumer
 
 from . import events
+from .live import feed
 from .models import Device, Reading
 from .store import readings
 
@@ -105,8 +107,11 @@ class TelemetryConsumer(JsonMqttConsumer):
             battery=_number(content.get("battery")),
             payload=content,
         )
-        # Returns once the batch holding this row is committed; only then does the bridge
-        # acknowledge the message (QoS 1), so an acknowledged reading is a stored one.
+        # The page is a view: it gets the reading now, not after the commit (the batch's wait
+        # would be most of its latency). The storage guarantee is about the MQTT ack:
+        # save() returns once the batch holding this row is committed; only then does the
+        # bridge acknowledge the message (QoS 1), so an acknowledged reading is a stored one.
+        feed.add(events.reading(self.device_id, content, received))
         await readings.save(reading)
         if self.touched is None or received - self.touched >= LAST_SEEN_EVERY:
             self.touched = received
@@ -114,10 +119,6 @@ class TelemetryConsumer(JsonMqttConsumer):
                 await _touch(self.device, received)
             except DatabaseError as exc:  # a nicety: never worth losing the reading's ack
                 logger.warning("device %s: last_seen not updated (%s)", self.device_id, exc)
-        group = events.device_group(self.device_id)
-        await self.channel_layer.group_send(
-            group, events.reading_event(self.device_id, content, received)
-        )
 
     async def device_command(self, event: dict[str, Any]) -> None:
         """From a view (or any code in this process): publish the command to the device."""
@@ -125,10 +126,8 @@ class TelemetryConsumer(JsonMqttConsumer):
         await self.publish_json(f"devices/{self.device_id}/commands", command, qos=1)
         logger.info("device %s: sent command %s", self.device_id, command)
 
-    # The device's group carries the pages' events too; they are not for the device.
-    async def device_reading(self, event: dict[str, Any]) -> None:
-        pass
-
+    # The device's group carries the pages' per-device events too (readings do not come here:
+    # they go to the pages only, batched); acknowledgements are not for the device.
     async def device_ack(self, event: dict[str, Any]) -> None:
         pass
 

@@ -1,10 +1,14 @@
 """The channel-layer groups and events that tie devices, views and browsers together.
 
 ``device.<device_id>``: the device's MQTT telemetry instance (it publishes ``device.command``
-events to the device) and every open page (readings, acknowledgements, commands sent).
-``dashboard``: every open page (presence changes, devices seen for the first time).
+events to the device) and every open page that knows the device (commands sent,
+acknowledgements): what concerns one device.
+``dashboard``: every open page: presence changes, devices seen for the first time, and the
+readings of every device, batched (``device.readings``, see live.py: one message per process
+every 20 ms at most, rather than one per reading per page).
 
-Events are named ``device.<what>``; a browser gets the same fields as ``{"type": "<what>"}``.
+Events are named ``device.<what>``; a browser gets the same fields as ``{"type": "<what>"}``,
+and a batch as ``{"type": "readings", "readings": [{"device_id", "celsius", ...}, ...]}``.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ def millis(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def reading_event(device_id: str, content: dict[str, Any], received: datetime) -> dict[str, Any]:
+def reading(device_id: str, content: dict[str, Any], received: datetime) -> dict[str, Any]:
+    """One reading as the pages see it (an item of a ``device.readings`` batch)."""
     return {
-        "type": "device.reading",
         "device_id": device_id,
         "celsius": content.get("celsius"),
         "humidity": content.get("humidity"),
@@ -42,6 +46,10 @@ def reading_event(device_id: str, content: dict[str, Any], received: datetime) -
         "ts": content.get("ts"),  # the device's clock, ms
         "received": millis(received),  # ours, ms
     }
+
+
+def readings_event(readings: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "device.readings", "readings": readings}
 
 
 def status_event(device_id: str, online: bool, last_seen: datetime | None) -> dict[str, Any]:
@@ -62,5 +70,5 @@ def ack_event(device_id: str, fan: Any, ref: Any) -> dict[str, Any]:
 
 
 def for_browser(event: dict[str, Any]) -> dict[str, Any]:
-    """``{"type": "device.reading", ...}`` -> ``{"type": "reading", ...}``."""
+    """``{"type": "device.ack", ...}`` -> ``{"type": "ack", ...}``."""
     return {**event, "type": event["type"].removeprefix("device.")}

@@ -97,12 +97,22 @@
   }
 
   const handlers = {
-    reading(event) {
-      const points = series.get(event.device_id) || [];
-      points.push({ celsius: event.celsius, received: event.received });
-      series.set(event.device_id, points.slice(-POINTS));
-      show(event.device_id, event);
-      draw(event.device_id);
+    // The server batches readings (every device's, at most one message per 20 ms per server
+    // process; telemetry/live.py): the page's work then follows the screen, not the fleet.
+    // Every reading joins its chart's series; each card is shown and drawn once per batch.
+    readings(event) {
+      const latest = new Map();
+      for (const reading of event.readings) {
+        const points = series.get(reading.device_id) || [];
+        points.push({ celsius: reading.celsius, received: reading.received });
+        if (points.length > POINTS) points.splice(0, points.length - POINTS);
+        series.set(reading.device_id, points);
+        latest.set(reading.device_id, reading);
+      }
+      for (const [id, reading] of latest) {
+        show(id, reading);
+        draw(id);
+      }
     },
     status(event) {
       const el = card(event.device_id);
