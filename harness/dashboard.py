@@ -13,8 +13,11 @@ a browser reach the same process.
     with DashboardProcess(workdir, broker_url="mqtt://127.0.0.1:1884") as dashboard:
         page.goto(dashboard.url)
 
-(tests/dashboard_project.py drives the same project for the tests without a browser; this
-module is in ``harness`` because the benchmarks, which never import tests, need it too.)
+``standalone=True`` runs ``mqttbridge run --asgi dashboard.asgi:application --http ...``
+instead, which the README says does the same; ``database_url`` selects another database
+(PostgreSQL). tests/dashboard_project.py adds the clients the tests drive it with (HTTP,
+WebSocket, MQTT devices); this module is in ``harness`` because the benchmarks, which never
+import tests, need it too.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ MQTTBRIDGE = str(Path(sys.executable).with_name("mqttbridge"))
 GENERIC_PROFILE = ROOT / "devices" / "profiles" / "generic.yaml"
 # Logged by `mqttbridge run` once subscribed, and once uvicorn listens (bridge/server/).
 _READY = ("bridge ready", "serving HTTP and WebSocket on")
+ASGI_APPLICATION = "dashboard.asgi:application"
 
 
 class DashboardError(RuntimeError):
@@ -87,6 +91,17 @@ class _Command:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        """Return once ``text`` is in the log; :class:`DashboardError` if the command exits or
+        ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise DashboardError(f"exited before logging {text!r}\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise DashboardError(f"{text!r} not logged in {timeout:g} s\n{self.log_tail()}")
+            time.sleep(0.05)
 
     def log_tail(self, lines: int = 30) -> str:
         tail = "\n".join(self.log().strip().splitlines()[-lines:]) or "(no output)"
@@ -134,23 +149,27 @@ class _Command:
 
 
 class DashboardProcess(_Command):
-    """``python manage.py mqttbridge run --http`` in ``examples/dashboard``; started by
-    :meth:`start` or by entering the ``with`` block."""
+    """``python manage.py mqttbridge run --http`` in ``examples/dashboard`` (with
+    ``standalone``: ``mqttbridge run --asgi ...``); started by :meth:`start` or by entering the
+    ``with`` block. The database is ``database_url``, by default SQLite in ``workdir``."""
 
     def __init__(
         self,
         workdir: Path,
         broker_url: str,
         *,
+        database_url: str | None = None,
+        standalone: bool = False,
         port: int | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         super().__init__(workdir / "dashboard.log")
         self.broker_url = broker_url
+        self.standalone = standalone
         self.port = port or free_port()
-        self.database = workdir / "db.sqlite3"
-        self.database_url = f"sqlite:///{self.database}"
+        self.database = workdir / "db.sqlite3"  # when database_url is not given
+        self.database_url = database_url or f"sqlite:///{self.database}"
         self.env = clean_env(
             DATABASE_URL=self.database_url, DASHBOARD_BROKER=broker_url, **(env or {})
         )
@@ -176,7 +195,10 @@ class DashboardProcess(_Command):
         self.migrate()
         listen = f"127.0.0.1:{self.port}"
         # start() waits for INFO lines; the page's traffic logs little at that level.
-        command = [sys.executable, "manage.py", "mqttbridge", "run", "--http", listen]
+        if self.standalone:
+            command = [MQTTBRIDGE, "run", "--asgi", ASGI_APPLICATION, "--http", listen]
+        else:
+            command = [sys.executable, "manage.py", "mqttbridge", "run", "--http", listen]
         self._spawn([*command, "--log-level", "info"], DASHBOARD_DIR, self.env)
         assert self.proc is not None
         deadline = time.monotonic() + timeout

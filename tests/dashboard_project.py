@@ -1,49 +1,50 @@
-"""examples/dashboard as a process, for tests that drive it from outside: an HTTP client, a
-WebSocket client (the page's feed), and independent MQTT clients as its devices.
+"""examples/dashboard as a process (``harness.dashboard.DashboardProcess``, the one helper that
+starts it, shared with the browser tests and the benchmarks), with the clients the tests drive
+it with: HTTP, a WebSocket client (the page's feed), and independent MQTT clients as devices.
 
-    dashboard = start_dashboard(mosquitto, f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    dashboard = start_dashboard(mosquitto, tmp_path)
     with dashboard.socket() as socket, dashboard.device("t1") as device:
         device.publish("devices/t1/status", "online", qos=1)
         next_event(socket, "status", "t1")   # the page now follows t1
     stop(dashboard.process)
-
-The project runs from its directory as users run it (``python manage.py mqttbridge run --http``,
-or the standalone ``mqttbridge run --asgi``), migrated first, against the given broker
-(``DASHBOARD_BROKER``) and database (``DATABASE_URL``), with HTTP on a free port.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import time
 import urllib.error
 import urllib.request
+import weakref
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from websockets.sync.client import ClientConnection, connect
 
-from tests.django_project import MANAGE, ProjectProcess, clean_env
-from tests.services import MosquittoProcess, PahoClient, free_port
+from harness.dashboard import DashboardProcess
+from tests.services import MosquittoProcess, PahoClient
 
 __all__ = [
-    "PROJECT",
     "TIMEOUT",
     "Dashboard",
+    "any_event",
+    "eventually",
     "next_event",
     "reading",
     "start_dashboard",
+    "stop",
 ]
 
-PROJECT = Path(__file__).resolve().parents[1] / "examples" / "dashboard"
-ASGI = "dashboard.asgi:application"
 TIMEOUT = 20.0
+T = TypeVar("T")
 
 
 @dataclass
 class Dashboard:
-    process: ProjectProcess
+    process: DashboardProcess
     url: str  # http://127.0.0.1:<port>
     broker: MosquittoProcess
 
@@ -82,23 +83,25 @@ class Dashboard:
 
 
 def start_dashboard(
-    broker: MosquittoProcess, database_url: str, *, standalone: bool = False
+    broker: MosquittoProcess,
+    workdir: Path,
+    *,
+    database_url: str | None = None,
+    standalone: bool = False,
 ) -> Dashboard:
-    """``manage.py mqttbridge run --http`` (or the standalone command) in examples/dashboard."""
-    env = clean_env(DATABASE_URL=database_url, DASHBOARD_BROKER=broker.url)
-    subprocess.run(
-        [*MANAGE, "migrate", "--no-input", "-v", "0"], cwd=PROJECT, env=env, check=True, timeout=120
+    """``manage.py mqttbridge run --http`` (or the standalone command) in examples/dashboard,
+    migrated first; SQLite in ``workdir`` unless ``database_url``."""
+    process = DashboardProcess(
+        workdir, broker.url, database_url=database_url, standalone=standalone
     )
-    listen = f"127.0.0.1:{free_port()}"
-    if standalone:
-        process = ProjectProcess(PROJECT, "run", "--asgi", ASGI, "--http", listen, env=env)
-    else:
-        process = ProjectProcess(
-            PROJECT, "mqttbridge", "run", "--http", listen, env=env, launcher=MANAGE
-        )
-    process.wait_for("bridge ready")
-    process.wait_for("serving HTTP and WebSocket on")
-    return Dashboard(process, f"http://{listen}", broker)
+    process.start()
+    return Dashboard(process, process.url.rstrip("/"), broker)
+
+
+def stop(process: DashboardProcess) -> None:
+    """SIGTERM; the process must exit 0 with no traceback."""
+    assert process.stop(20) == 0, process.log_tail()
+    assert "Traceback" not in process.log(), process.log()
 
 
 def reading(celsius: float, seq: int) -> str:
@@ -107,14 +110,51 @@ def reading(celsius: float, seq: int) -> str:
     )
 
 
+# Events received but not yet asked for: a batch of readings is one WebSocket message.
+_unread: weakref.WeakKeyDictionary[ClientConnection, deque[dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def any_event(socket: ClientConnection) -> dict[str, Any]:
+    """The socket's next event; each reading of a batch (``{"type": "readings", "readings":
+    [...]}``) as one ``{"type": "reading", ...}``. AssertionError after ``TIMEOUT`` s of
+    silence."""
+    unread = _unread.setdefault(socket, deque())
+    while not unread:
+        try:
+            event = json.loads(socket.recv(timeout=TIMEOUT))
+        except TimeoutError:
+            raise AssertionError(f"no event in {TIMEOUT:g} s") from None
+        if event["type"] == "readings":
+            unread.extend({"type": "reading", **one} for one in event["readings"])
+        else:
+            unread.append(event)
+    return unread.popleft()
+
+
 def next_event(socket: ClientConnection, kind: str, device_id: str) -> dict[str, Any]:
     """The next event of ``kind`` about ``device_id`` (other tests' devices also talk)."""
     seen = []
     while True:
         try:
-            event = json.loads(socket.recv(timeout=TIMEOUT))
-        except TimeoutError:
+            event = any_event(socket)
+        except AssertionError:
             raise AssertionError(f"no {kind} event for {device_id}; got {seen}") from None
         if event["type"] == kind and event["device_id"] == device_id:
-            return event  # type: ignore[no-any-return]
+            return event
         seen.append(event)
+
+
+def eventually(read: Callable[[], T], done: Callable[[T], bool]) -> T:
+    """``read()`` again until ``done`` says yes (at most ``TIMEOUT`` s), and its value. The page
+    hears of a reading before the reading is committed (the page is a live view; the MQTT
+    acknowledgement is what waits for the commit), so what is stored is checked this way."""
+    deadline = time.monotonic() + TIMEOUT
+    value = read()
+    while not done(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still {value!r} after {TIMEOUT:g} s")
+        time.sleep(0.05)
+        value = read()
+    return value

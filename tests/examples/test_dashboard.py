@@ -21,29 +21,33 @@ from websockets.sync.client import ClientConnection, connect
 from tests.dashboard_project import (
     TIMEOUT,
     Dashboard,
+    any_event,
+    eventually,
     next_event,
     reading,
     start_dashboard,
+    stop,
 )
-from tests.django_project import stop
 from tests.services import MosquittoProcess, PostgresProcess, psql
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dashboard") / "db.sqlite3"
-
-
-@pytest.fixture(scope="module")
-def dashboard(shared_mosquitto: MosquittoProcess, sqlite_file: Path) -> Iterator[Dashboard]:
-    running = start_dashboard(shared_mosquitto, f"sqlite:///{sqlite_file}")
+def dashboard(
+    shared_mosquitto: MosquittoProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Dashboard]:
+    running = start_dashboard(shared_mosquitto, tmp_path_factory.mktemp("dashboard"))
     try:
         yield running
         stop(running.process)  # SIGTERM: exit 0, no traceback
     finally:
-        running.process.close()
+        running.process.stop()
+
+
+@pytest.fixture(scope="module")
+def sqlite_file(dashboard: Dashboard) -> Path:
+    return dashboard.process.database
 
 
 @pytest.fixture
@@ -69,11 +73,11 @@ def test_birth_and_readings_are_stored_and_served_as_json(
         next_event(socket, "status", device_id)
         for seq, celsius in enumerate([21.5, 22.25, 23.41]):
             device.publish(f"sensors/{device_id}/temperature", reading(celsius, seq), qos=1)
-        # The page hears of a reading once its batch is committed.
         for _ in range(3):
             next_event(socket, "reading", device_id)
 
-    assert stored(sqlite_file, device_id) == [(21.5, 40.5), (22.25, 40.5), (23.41, 40.5)]
+    rows = eventually(lambda: stored(sqlite_file, device_id), lambda rows: len(rows) >= 3)
+    assert rows == [(21.5, 40.5), (22.25, 40.5), (23.41, 40.5)]
     listed = {entry["device_id"]: entry for entry in dashboard.get("/api/devices/")}
     assert listed[device_id]["online"] is True
     assert listed[device_id]["celsius"] == 23.41
@@ -102,6 +106,21 @@ def test_readings_reach_an_open_websocket(dashboard: Dashboard, device_id: str) 
         "ts": 1,
     }
     assert isinstance(event["received"], int)
+
+
+def test_an_open_page_gets_a_new_devices_first_readings(
+    dashboard: Dashboard, device_id: str
+) -> None:
+    with dashboard.socket() as socket, dashboard.device(device_id) as device:
+        # No birth message: the page hears of the device through its readings, from the first.
+        for seq, celsius in enumerate([10.0, 11.0, 12.0]):
+            device.publish(f"sensors/{device_id}/temperature", reading(celsius, seq), qos=1)
+        shown = [next_event(socket, "reading", device_id)["celsius"] for _ in range(3)]
+        # ... and it follows the device from then on: a command sent to it reaches the page.
+        status, body = dashboard.post(f"/api/devices/{device_id}/command/", {"fan": "on"})
+        assert status == 202
+        assert next_event(socket, "command", device_id)["ref"] == body["ref"]
+    assert shown == [10.0, 11.0, 12.0]
 
 
 def test_the_command_view_reaches_the_device_and_its_ack_reaches_the_socket(
@@ -149,7 +168,8 @@ def test_a_reading_without_celsius_is_dead_lettered_and_the_next_one_shown(
         topic,
         "expected a JSON object with a numeric celsius",
     )
-    assert [r["celsius"] for r in dashboard.get(f"/api/devices/{device_id}/readings/")] == [19.5]
+    shown = eventually(lambda: dashboard.get(f"/api/devices/{device_id}/readings/"), bool)
+    assert [r["celsius"] for r in shown] == [19.5]
 
 
 def test_the_last_will_marks_the_device_offline(dashboard: Dashboard, device_id: str) -> None:
@@ -209,9 +229,9 @@ def postgres_url(postgres_database: str) -> str:
 
 
 def test_readings_are_stored_in_postgresql_by_the_standalone_command(
-    mosquitto: MosquittoProcess, postgres_url: str, postgres_database: str
+    mosquitto: MosquittoProcess, postgres_url: str, postgres_database: str, tmp_path: Path
 ) -> None:
-    dashboard = start_dashboard(mosquitto, postgres_url, standalone=True)
+    dashboard = start_dashboard(mosquitto, tmp_path, database_url=postgres_url, standalone=True)
     try:
         with dashboard.socket() as socket, dashboard.device("pg-1") as device:
             device.publish("devices/pg-1/status", "online", qos=1)
@@ -219,11 +239,11 @@ def test_readings_are_stored_in_postgresql_by_the_standalone_command(
             # Published without waiting for each PUBACK: the batch writer gets them together.
             for seq in range(200):
                 device.client.publish("sensors/pg-1/temperature", reading(20 + seq / 100, seq), 1)
-            for _ in range(200):  # each reading reaches the page once its batch is committed
+            for _ in range(200):
                 next_event(socket, "reading", "pg-1")
-        counts = psql(
-            "SELECT count(*), count(DISTINCT (payload->>'seq')) FROM telemetry_reading",
-            dbname=postgres_database,
+        count = "SELECT count(*), count(DISTINCT (payload->>'seq')) FROM telemetry_reading"
+        counts = eventually(
+            lambda: psql(count, dbname=postgres_database), lambda c: c.startswith("200|")
         )
         assert counts.split("|") == ["200", "200"]
         online = "SELECT online FROM telemetry_device WHERE device_id = 'pg-1'"
@@ -232,16 +252,16 @@ def test_readings_are_stored_in_postgresql_by_the_standalone_command(
         assert [r["celsius"] for r in last] == [21.97, 21.98, 21.99]
         stop(dashboard.process)
     finally:
-        dashboard.process.close()
+        dashboard.process.stop()
 
 
 def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
-    mosquitto: MosquittoProcess, postgres_cluster: PostgresProcess
+    mosquitto: MosquittoProcess, postgres_cluster: PostgresProcess, tmp_path: Path
 ) -> None:
-    dashboard = start_dashboard(mosquitto, postgres_cluster.url)
+    dashboard = start_dashboard(mosquitto, tmp_path, database_url=postgres_cluster.url)
 
     def readings_of(socket: ClientConnection, device_id: str, count: int) -> None:
-        for _ in range(count):  # a reading reaches the page once its batch is committed
+        for _ in range(count):
             next_event(socket, "reading", device_id)
 
     try:
@@ -264,27 +284,28 @@ def test_postgresql_down_while_readings_flow_loses_no_acknowledged_reading(
             new.publish("sensors/pg-new/temperature", reading(22.0, 0), qos=1)
             dashboard.process.wait_for("unavailable (OperationalError")
             postgres_cluster.start()
-            # pg-known's 20 readings, and pg-new's birth, in whatever order they are stored.
+            # pg-known's 20 readings (shown live, stored once the database is back), pg-new's
+            # birth and its first reading (once its device row is stored), in any order.
             known_left, new_online, new_reading = 20, False, False
-            while known_left or not new_online:
-                event = json.loads(socket.recv(timeout=TIMEOUT))
+            while known_left or not new_online or not new_reading:
+                event = any_event(socket)
                 if event["type"] == "reading":
                     known_left -= event["device_id"] == "pg-known"
                     new_reading |= event["device_id"] == "pg-new"
                 elif event["type"] == "status" and event["device_id"] == "pg-new":
                     new_online = event["online"]
-            # Since a status of pg-new, the socket follows it: its reading was committed before
-            # (the view has it) or its event comes to the socket.
-            if not new_reading and not dashboard.get("/api/devices/pg-new/readings/"):
-                readings_of(socket, "pg-new", 1)
-        seqs = postgres_cluster.psql(
+        known_seqs = (
             "SELECT payload->>'seq' FROM telemetry_reading r JOIN telemetry_device d "
             "ON r.device_id = d.id WHERE d.device_id = 'pg-known'"
-        ).split()
+        )
+        seqs = eventually(
+            lambda: postgres_cluster.psql(known_seqs).split(), lambda seqs: len(seqs) >= 40
+        )
         assert sorted(map(int, seqs)) == list(range(40))  # all of them, each once
-        assert [r["celsius"] for r in dashboard.get("/api/devices/pg-new/readings/")] == [22.0]
-        assert dashboard.process.proc.poll() is None, dashboard.process.output
+        new_rows = eventually(lambda: dashboard.get("/api/devices/pg-new/readings/"), bool)
+        assert [r["celsius"] for r in new_rows] == [22.0]
+        assert dashboard.process.proc is not None and dashboard.process.proc.poll() is None
         stop(dashboard.process)  # up all along; SIGTERM: exit 0, no traceback
     finally:
-        dashboard.process.close()
-    assert "dead-letter" not in dashboard.process.output.lower(), dashboard.process.output
+        dashboard.process.stop()
+    assert "dead-letter" not in dashboard.process.log().lower(), dashboard.process.log()

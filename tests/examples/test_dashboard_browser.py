@@ -178,3 +178,24 @@ def test_the_latency_probe_times_each_reading_the_page_shows(
     for ts, received, arrived, shown in samples:
         # Whole milliseconds from the device and the bridge; the page's clock is finer.
         assert ts <= received + 1 and received <= arrived + 1 and arrived <= shown
+
+
+def test_a_new_devices_first_reading_reaches_the_page_live(
+    page: Page, dashboard: DashboardProcess, shared_mosquitto: MosquittoProcess, device_id: str
+) -> None:
+    """No birth message, one reading: the page makes the card and shows the reading from its
+    socket (the probe saw it arrive), not only from the card's history fetched afterwards."""
+    page.add_init_script(LATENCY_PROBE)
+    page.goto(dashboard.url)
+    expect(page.locator("body")).to_have_attribute("data-ws", "open")
+    with PahoClient(shared_mosquitto.host, shared_mosquitto.port) as device:
+        payload = reading(18.75)
+        device.publish(f"sensors/{device_id}/temperature", payload, qos=1)
+        expect(row(page, device_id).locator(".celsius")).to_have_text("18.75")
+    expect(row(page, device_id).locator(".status")).to_have_text("offline")  # no birth yet
+    arrived = page.evaluate(
+        "id => [...__latency.samples.map(s => s[0]), ...(__latency.pending.get(id) || [])"
+        ".map(p => p[0])]",
+        device_id,
+    )
+    assert arrived == [json.loads(payload)["ts"]]
