@@ -11,13 +11,19 @@
   const sentAt = new Map(); // ref -> when this page sent the command (ms), for the round trip
 
   const lock = (el, locked) => el.querySelectorAll("button.command").forEach((b) => (b.disabled = locked));
-  const cardOf = (id) => devices.querySelector(`[data-device="${CSS.escape(id)}"]`);
+  const cards = new Map(); // device_id -> its card, found once (cards stay until a reload)
+  const cardOf = (id) => {
+    let el = cards.get(id);
+    if (!el && (el = devices.querySelector(`[data-device="${CSS.escape(id)}"]`))) cards.set(id, el);
+    return el;
+  };
 
   function card(id) {
     let el = cardOf(id);
     if (el) return el;
     el = template.content.firstElementChild.cloneNode(true);
     el.dataset.device = id;
+    cards.set(id, el);
     el.querySelector(".name").textContent = id;
     const after = [...devices.querySelectorAll("[data-device]")].find((o) => o.dataset.device > id);
     devices.insertBefore(el, after || devices.querySelector(".empty"));
