@@ -10,15 +10,15 @@ msg/s by default).
 
 Each reading carries ``ts``, the device's send time in ms (the simulator's ``unix_ms``
 timestamp, taken as the payload is built). A script injected before the page's own
-(``harness.browser.LATENCY_PROBE``) wraps the page's WebSocket: when a ``reading`` event
-arrives it is noted per device, and a MutationObserver records ``performance.timeOrigin +
-performance.now()`` when that device's ``.celsius`` text changes, which the page does in the
-same task. Latency is that moment minus ``ts`` (same machine, same wall clock); the bridge's
-own ``received`` stamp in the event splits it into device -> consumer and consumer -> DOM.
-``--viewer socket`` reads the page's WebSocket with a Python client instead of Chromium: the
-server's share alone. Readings of the first
-``--warmup`` seconds (devices connecting, the page fetching each new card's history) are left
-out. Also reported: readings arrived at the page and updated in the DOM against those sent,
+(``harness.browser.LATENCY_PROBE``) wraps the page's WebSocket: each reading of a ``readings``
+batch (or a single ``reading`` event) is noted per device as it arrives, and a MutationObserver
+records ``performance.timeOrigin + performance.now()`` when that device's ``.celsius`` text
+changes, which the page does in the same task. Latency is that moment minus ``ts`` (same
+machine, same wall clock); the bridge's own ``received`` stamp in the event splits it into
+device -> consumer and consumer -> DOM. ``--viewer socket`` reads the page's WebSocket with a
+Python client instead of Chromium: the server's share alone. Readings of the first ``--warmup``
+seconds (devices connecting, the page fetching each new card's history) are left out.
+Also reported: readings arrived at the page and updated in the DOM against those sent,
 and CPU time per message of the bridge process (psutil), of Chromium, the simulator and
 Mosquitto.
 """

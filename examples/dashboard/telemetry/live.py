@@ -26,7 +26,7 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 
 from . import events
 
@@ -42,9 +42,15 @@ class LiveFeed:
     storage the view (the QoS 1 acknowledgement waits for the commit; the page does not).
     """
 
-    def __init__(self, group: str = events.DASHBOARD, interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        group: str = events.DASHBOARD,
+        interval: float = 0.02,
+        layer: BaseChannelLayer | None = None,  # default: the project's, when first needed
+    ) -> None:
         self.group = group
         self.interval = interval
+        self.layer = layer
         self._pending: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -64,9 +70,8 @@ class LiveFeed:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    await get_channel_layer().group_send(
-                        self.group, events.readings_event(batch)
-                    )
+                    layer = self.layer or get_channel_layer()
+                    await layer.group_send(self.group, events.readings_event(batch))
                 except Exception:  # a view's hiccup must not stop the feed (nor storage)
                     logger.exception("live feed: %d readings not sent to the pages", len(batch))
                 await asyncio.sleep(self.interval)
