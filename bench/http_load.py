@@ -81,7 +81,7 @@ _FILES = {
             return HttpResponse("hello")
 
 
-        def count(request):
+        async def count(request):  # no thread hop: the instrument waits the least it can
             return JsonResponse({"messages": counter.messages})
 
 
@@ -290,7 +290,8 @@ def measure_http(
 
 
 def messages_counted(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count/", timeout=10) as response:
+    # Under MQTT load any request may wait seconds for the loop (see the 10,000 msg/s rows).
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count/", timeout=60) as response:
         return int(json.load(response)["messages"])
 
 
@@ -319,6 +320,9 @@ def measure_loaded(
         done = p.expect("done", timeout=args.seconds + 60)
     time.sleep(1)
     result["mqtt_alone"] = alone
+    # Mosquitto and the publisher share the load core with wrk and whatever else runs there:
+    # a run in which they did not deliver the rate measured HTTP alone, and is left out.
+    result["valid"] = result["mqtt_per_s"] >= 0.9 * rate and alone["mqtt_per_s"] >= 0.9 * rate
     # The CPU HTTP took beside MQTT, if MQTT cost what it cost alone.
     result["http_cpu_ms_per_request"] = (
         1000 * (result["cpu_per_s"] - alone["cpu_per_s"]) / max(result["requests_per_s"], 1)
@@ -373,15 +377,17 @@ def _median(rows: list[dict[str, Any]], key: str, sub: str | None = None) -> flo
 def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     base = runs[UVICORN]
     summary = {}
-    for name, rows in runs.items():
-        rates = [row["requests_per_s"] for row in rows]
+    for name, every in runs.items():
+        pairs = [(r, b) for r, b in zip(every, base, strict=True) if r.get("valid", True)]
+        if not pairs:
+            continue
+        rows = [r for r, _ in pairs]
         row = {
-            "requests_per_s": statistics.median(rates),
-            "requests_per_s_runs": rates,
+            "requests_per_s": statistics.median(r["requests_per_s"] for r in rows),
+            "requests_per_s_runs": [r["requests_per_s"] for r in every],
+            "left_out": [i for i, r in enumerate(every) if not r.get("valid", True)],
             # Round by round: each bridge run against the uvicorn run of the same round.
-            "ratio": statistics.median(
-                r["requests_per_s"] / b["requests_per_s"] for r, b in zip(rows, base, strict=True)
-            ),
+            "ratio": statistics.median(r["requests_per_s"] / b["requests_per_s"] for r, b in pairs),
             "p99_ms": _median(rows, "p99_ms"),
             "cpu_per_s": _median(rows, "cpu_per_s"),
             "cpu_ms_per_request": _median(rows, "cpu_ms_per_request"),
@@ -408,7 +414,10 @@ def print_tables(summary: dict[str, dict[str, Any]]) -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for name, row in summary.items():
-        runs = " / ".join(f"{r:.0f}" for r in row["requests_per_s_runs"])
+        runs = " / ".join(
+            f"{r:.0f}{'*' if i in row['left_out'] else ''}"
+            for i, r in enumerate(row["requests_per_s_runs"])
+        )
         others = row.get("others_on_server_core")
         shown = f"{others[1]:.2f} ({others[0]:.2f}–{others[2]:.2f})" if others else "n/a"
         print(
@@ -416,6 +425,8 @@ def print_tables(summary: dict[str, dict[str, Any]]) -> None:
             f"{row['p99_ms']:.0f} | {row['cpu_per_s']:.2f} | {row['cpu_ms_per_request']:.2f} | "
             f"{shown} |"
         )
+    if any(row["left_out"] for row in summary.values()):
+        print("* left out: the broker delivered under 90% of the MQTT rate (load core starved)")
     idle = summary[IDLE]
     loaded = {name: row for name, row in summary.items() if "mqtt_per_s" in row}
     if not loaded:
@@ -441,7 +452,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--mqtt-rates", type=float, nargs="+", default=[1000.0, 10000.0])
+    parser.add_argument(
+        "--mqtt-rates", type=float, nargs="*", default=[1000.0, 10000.0], help="none: HTTP only"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the table has medians")
     parser.add_argument("--seconds", type=float, default=10, help="each wrk run")
     parser.add_argument("--warmup", type=float, default=2, help="wrk before each measured run")
