@@ -23,6 +23,7 @@ __all__ = [
     "Row",
     "busy_fraction",
     "code_fingerprint",
+    "core_busy_seconds",
     "cpu_seconds",
     "format_table",
     "machine_busy_seconds",
@@ -156,7 +157,15 @@ def _cpu_model() -> str:
 def machine_busy_seconds() -> float:
     """Busy CPU seconds of the whole machine so far, all cores: as ``psutil.cpu_percent``
     counts busy, without idle and iowait, and without guest time (already in user time)."""
-    t = psutil.cpu_times()
+    return _busy(psutil.cpu_times())
+
+
+def core_busy_seconds() -> list[float]:
+    """:func:`machine_busy_seconds` of each core, by core number."""
+    return [_busy(t) for t in psutil.cpu_times(percpu=True)]
+
+
+def _busy(t: Any) -> float:
     return float(sum(t) - t.idle - t.iowait - t.guest - t.guest_nice)
 
 

@@ -9,7 +9,8 @@ message (``await database_sync_to_async(obj.save)()``), with CPU time per readin
   devices as fast as the broker takes them; the rate runs from the first publish to the last
   row counted in the table. CPU is the bridge process's. MQTT 5 and 3.1.1; Mosquitto's
   ``max_inflight_messages`` 1000, or 20 (its default; it applies to MQTT 3.1.1 clients only,
-  docs/batching.md). Each end-to-end row runs ``--repeat`` times (3); the median is shown.
+  docs/django.md#store-readings-in-batches). Each end-to-end row runs ``--repeat`` times (3);
+  the median is shown.
 
 PostgreSQL is a private cluster (durable defaults: fsync and synchronous_commit on), SQLite a
 file (Django's defaults). Results go to stdout as a Markdown table.

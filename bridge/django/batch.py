@@ -15,7 +15,7 @@ or as soon as no more objects are coming (the handlers that had one to give are 
 objects that arrive while a batch is written make the next one, so batches grow with the load.
 For async consumers only: a ``SyncMqttConsumer`` handler runs in the ORM thread the writer needs.
 
-What happens when a write fails (docs/batching.md):
+What happens when a write fails (docs/django.md, "Store readings in batches"):
 
 * **The database is unreachable** (``OperationalError``, ``InterfaceError``: stopped, restarting,
   connection refused, SQLite locked): the batch is kept and retried with exponential back-off and

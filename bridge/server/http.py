@@ -92,7 +92,12 @@ class HttpFront:
         assert self.config.listen is not None
         host, port = _parse_listen(self.config.listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, as getaddrinfo gives uvicorn's own sockets: asyncio sets TCP_NODELAY on
+        # an accepted connection only when its socket says so, and accepted sockets copy the
+        # listener's proto (0 by default). Without it, Nagle held each response's body (its
+        # second write) until the client's delayed ACK: 2.4 times fewer requests/s under wrk
+        # (docs/benchmarks.md, "HTTP in the bridge's process").
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))

@@ -203,8 +203,9 @@ def postgres_alias(sqlite_path: str, postgres_database: str) -> str:
 async def test_an_error_that_is_not_bad_data_reaches_each_save_and_does_not_wedge(
     postgres_alias: str,
 ) -> None:
-    # PostgreSQL says ProgrammingError for a missing table: not transient, not a bad row. (SQLite
-    # says OperationalError, which the writer retries as an outage: docs/batching.md.)
+    # PostgreSQL says ProgrammingError for a missing table: not transient, not a bad row.
+    # (SQLite says OperationalError, which the writer retries as an outage: docs/django.md,
+    # "Store readings in batches".)
     writer = BatchWriter(NeverMigrated, using=postgres_alias, max_delay=0.01)
     results = await asyncio.gather(
         *(writer.save(NeverMigrated(seq=seq)) for seq in range(5)), return_exceptions=True
