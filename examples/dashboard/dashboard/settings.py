@@ -64,9 +64,9 @@ TEMPLATES = [
 ]
 
 # Connections are kept (CONN_MAX_AGE) and checked before reuse: otherwise the batch writer's
-# thread opens a new one for every batch (with SQLite, its PRAGMAs too), which was a fifth
-# of that thread's time at 1,000 readings/s (docs/benchmarks.md). A connection broken by a database restart
-# fails the health check, or the batch writer drops it and retries.
+# thread opens a new one for every batch (with SQLite, its PRAGMAs too), which was a fifth of
+# that thread's time at 1,000 readings/s (docs/benchmarks.md). A connection broken by a
+# database restart fails the health check, or the batch writer drops it and retries.
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=600, conn_health_checks=True
