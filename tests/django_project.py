@@ -121,6 +121,19 @@ _FILES = {
             ]),
         })
     """,
+    # The asgi.py of many projects: HTTP only, the devices routed by the config or settings.
+    "myproject/web_asgi.py": """
+        import os
+
+        from django.core.asgi import get_asgi_application
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
+        django_asgi_app = get_asgi_application()
+
+        from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+        application = ProtocolTypeRouter({"http": django_asgi_app})
+    """,
     "myproject/urls.py": """
         from django.http import HttpResponse
         from django.urls import path

@@ -43,6 +43,15 @@ def check_route_consumers(config: Config) -> None:
             )
 
 
+def serves_no_mqtt(application: Any) -> bool:
+    """Whether ``application`` is a ``ProtocolTypeRouter`` without an "mqtt" entry: a project's
+    HTTP and WebSocket application, whose devices are routed by the config instead."""
+    mapping = getattr(application, "application_mapping", None)
+    return isinstance(mapping, dict) and "mqtt" not in mapping and not find_topic_router(
+        application
+    )
+
+
 def check_application(application: Any, where: str) -> list[Route]:
     """Refuse an ``--asgi`` application that cannot serve "mqtt" scopes; return its routes.
 

@@ -66,6 +66,9 @@ class Loaded:
     config: Config
     application: Any = None
     python_routes: tuple[Any, ...] = ()
+    #: False when the application serves only HTTP and WebSocket (its ProtocolTypeRouter has no
+    #: "mqtt" entry) and the config's routes carry the devices.
+    application_serves_mqtt: bool = True
     channel_layer: str = ""
     warnings: tuple[str, ...] = ()
 
@@ -207,6 +210,7 @@ class CommandLineInterface:
             check_application,
             check_route_consumers,
             check_route_filters,
+            serves_no_mqtt,
         )
         from mqttbridge.django_setup import channel_layer_in_use, ensure_django
 
@@ -218,14 +222,24 @@ class CommandLineInterface:
             config = _settings_or_default(config, overrides(args))
         config = _resolve_consumers(config, self.ASGI_HINT)
         check_route_consumers(config)
-        python_routes = check_application(application, where) if asgi else []
+        # A project's asgi.py often routes only HTTP and WebSocket; with routes in the config
+        # (or settings.MQTTBRIDGE) it is still what --http serves and what set Django up.
+        mqtt = asgi is not None and not (config.routes and serves_no_mqtt(application))
+        python_routes = check_application(application, where) if mqtt else []
         check_route_filters(config, python_routes, where)
         from_flag = getattr(args, "http.listen", None) is not None
         _check_http(config, asgi, from_flag=from_flag, hint=self.ASGI_HINT)
         layer, layer_warning = channel_layer_in_use(config.channel_layer)
         warnings = config.warnings + ((layer_warning,) if layer_warning else ())
         warnings += _ignored_settings(config)
-        return Loaded(config, application, tuple(python_routes), layer, warnings)
+        return Loaded(
+            config,
+            application,
+            tuple(python_routes),
+            channel_layer=layer,
+            warnings=warnings,
+            application_serves_mqtt=mqtt,
+        )
 
     def asgi_path(self, args: argparse.Namespace) -> tuple[str | None, str]:
         """The application to import as ``module:app``, if any, and how errors name it."""
@@ -338,7 +352,12 @@ class CommandLineInterface:
                 file=self.stderr,
             )
             return 2
-        self.server = server = Server(config, application=loaded.application, routes=routes)
+        self.server = server = Server(
+            config,
+            application=loaded.application if loaded.application_serves_mqtt else None,
+            routes=routes,
+            http_application=loaded.application,
+        )
         logger.info(
             "mqttbridge %s starting (pid %d, config %s)", __version__, os.getpid(), config.source
         )

@@ -55,6 +55,7 @@ class Server:
         application: Any = None,
         routes: Iterable[Route] = (),
         install_signal_handlers: bool = True,
+        http_application: Any = None,
     ) -> None:
         self.config = config
         self.limits = config.limits
@@ -115,8 +116,11 @@ class Server:
             self.stats,
         )
         self.http: HttpFront | None = None
-        if config.http.listen is not None and application is not None:
-            self.http = HttpFront(config.http, application, config.limits.shutdown_timeout)
+        # What http.listen serves: the application, or one that serves only HTTP and
+        # WebSocket while the config's routes carry MQTT (http_application).
+        web = http_application if http_application is not None else application
+        if config.http.listen is not None and web is not None:
+            self.http = HttpFront(config.http, web, config.limits.shutdown_timeout)
         self._shut_down = False
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

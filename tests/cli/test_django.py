@@ -121,6 +121,19 @@ def test_yaml_route_to_an_app_consumer_next_to_the_asgi_application(
     stop(bridge)
 
 
+def test_an_asgi_application_without_mqtt_beside_yaml_routes(
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
+) -> None:
+    # It sets Django up and is what --http would serve; the YAML routes carry the devices.
+    write_config(django_project, f"broker:\n  url: {mosquitto.url}\n" + YAML_ROUTE)
+    check = mqttbridge(django_project, "check", "--asgi", "myproject.web_asgi:application")
+    assert (check.returncode, check.stderr) == (0, "")
+    bridge = start_project(django_project, "run", "--asgi", "myproject.web_asgi:application")
+    bridge.wait_for("bridge ready: 1 route")
+    assert exchange(mosquitto, "sensors/d5/status", "d5", 1) == [b"1"]
+    stop(bridge)
+
+
 def test_yaml_route_to_an_app_consumer_with_the_settings_module_exported(
     mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
 ) -> None:

@@ -97,6 +97,32 @@ def test_run_with_http_serves_the_views_and_mqtt_in_one_process(
     stop(bridge)
 
 
+def test_an_asgi_application_without_mqtt_serves_http_beside_the_settings_routes(
+    mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
+) -> None:
+    bridge_settings(django_project, mosquitto.url)
+    add_settings(django_project, 'ASGI_APPLICATION = "myproject.web_asgi.application"')
+    assert manage(django_project, "check")[0] == 0
+    port = free_port()
+    bridge = start_project(django_project, *RUN, "--http", f"127.0.0.1:{port}", launcher=MANAGE)
+    bridge.wait_for("bridge ready")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=20) as response:
+        assert response.read() == b"hello"
+    assert exchange(mosquitto, "sensors/d4/status", "d4") == [b"1"]
+    assert "bridge ready: 1 route" in bridge.output
+    stop(bridge)
+
+
+def test_an_asgi_application_without_mqtt_and_no_routes_is_refused(django_project: Path) -> None:
+    add_settings(django_project, 'ASGI_APPLICATION = "myproject.web_asgi.application"')
+    status, _, stderr = manage(django_project, "check")
+    assert (status, stderr) == (
+        2,
+        "error: settings.ASGI_APPLICATION: the ProtocolTypeRouter has no 'mqtt' entry: add "
+        '"mqtt": TopicRouter([...]) or an mqttasgi consumer\'s .as_asgi()\n',
+    )
+
+
 def test_run_options_override_the_settings(
     mosquitto: MosquittoProcess, django_project: Path, start_project: Callable[..., ProjectProcess]
 ) -> None:
