@@ -99,8 +99,22 @@ def test_a_class_that_is_no_channels_consumer_on_a_yaml_route(tmp_path: Path) ->
         ),
     ],
 )
-def test_an_asgi_application_that_cannot_serve_mqtt(target: str, problem: str) -> None:
-    assert refused(["--asgi", target]) == f"--asgi {target}: {problem}"
+def test_an_asgi_application_that_cannot_serve_mqtt(
+    tmp_path: Path, target: str, problem: str
+) -> None:
+    # A config with no routes: the application is all there is to serve MQTT.
+    assert refused(["--config", config(tmp_path), "--asgi", target]) == (
+        f"--asgi {target}: {problem}"
+    )
+
+
+def test_an_application_without_mqtt_beside_yaml_routes_serves_only_http(tmp_path: Path) -> None:
+    path = config(tmp_path, route("sensors/{device_id}/data", "tests.apps:RecordingConsumer"))
+    status, out, err = run_cli(
+        "check", "--config", path, "--asgi", "tests.check_targets:websocket_only"
+    )
+    assert (status, err) == (0, "")
+    assert "OK" in out and "1 route," in out
 
 
 @pytest.mark.parametrize(
