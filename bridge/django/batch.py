@@ -39,6 +39,7 @@ around each call; that is what makes an outage survivable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
@@ -108,6 +109,11 @@ class BatchWriter(Generic[M]):
     ``max_batch``: rows per transaction at most. ``max_delay``: seconds a row may wait for
     others while more keep coming. ``max_pending``: rows queued or being written beyond which
     ``save()`` waits.
+    ``linger``: seconds a batch waits for more rows even when they stop coming. Under a steady
+    trickle (devices publishing at their own pace, not flat out) rows arrive one by one and
+    group commit alone makes a transaction per row or two; lingering makes fewer, larger
+    ones, at the cost of acknowledging each message that much later. 0 (the default) writes
+    as soon as rows stop coming.
     ``using``: the database alias (default: the router's choice for writing ``model``).
     ``retry_min``/``retry_max``: back-off bounds in seconds while the database is unreachable.
     """
@@ -122,15 +128,22 @@ class BatchWriter(Generic[M]):
         using: str | None = None,
         retry_min: float = 0.1,
         retry_max: float = 5.0,
+        linger: float = 0.0,
     ) -> None:
         if max_batch < 1 or max_pending < max_batch:
             raise ValueError(
                 f"BatchWriter({model.__name__}): need 1 <= max_batch <= max_pending, "
                 f"got max_batch={max_batch}, max_pending={max_pending}"
             )
+        if not 0 <= linger <= max_delay:
+            raise ValueError(
+                f"BatchWriter({model.__name__}): need 0 <= linger <= max_delay, "
+                f"got linger={linger}, max_delay={max_delay}"
+            )
         self.model = model
         self.max_batch = max_batch
         self.max_delay = max_delay
+        self.linger = linger
         self.max_pending = max_pending
         self.using = using
         self.retry_min = retry_min
@@ -257,9 +270,17 @@ class BatchWriter(Generic[M]):
         grow to what arrives during one commit (group commit).
         """
         quiet = 0
+        linger_until = self._oldest + self.linger
         while len(self._queue) < self.max_batch and quiet < _QUIET_TURNS:
-            if time.monotonic() >= self._oldest + self.max_delay:
+            now = time.monotonic()
+            if now >= self._oldest + self.max_delay:
                 return
+            if now < linger_until:
+                # save() sets _wake when the queue reaches max_batch: stop lingering then.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), linger_until - now)
+                self._wake.clear()
+                continue
             before = len(self._queue)
             await asyncio.sleep(0)
             quiet = 0 if len(self._queue) > before else quiet + 1

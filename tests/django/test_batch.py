@@ -93,6 +93,32 @@ async def test_saves_from_many_devices_share_batches(alias: str) -> None:
     assert await asyncio.to_thread(lambda: BatchReading.objects.using(alias).count()) == 1000
 
 
+async def test_linger_turns_a_trickle_into_fewer_transactions(alias: str) -> None:
+    """Devices at their own pace: rows arrive one by one, a millisecond apart. Group commit
+    alone writes them in many small transactions; lingering gathers them (same run, a ratio)."""
+
+    async def trickle(writer: BatchWriter[BatchReading], first: int) -> int:
+        async def device(number: int) -> None:
+            await asyncio.sleep(number * 0.001)
+            await writer.save(reading(first + number, f"d{number}"))
+
+        await asyncio.gather(*(device(n) for n in range(40)))
+        await writer.aclose()
+        assert writer.stats.saved == 40
+        return writer.stats.flushes
+
+    plain = await trickle(BatchWriter(BatchReading, using=alias, max_delay=0.2), 0)
+    lingering = await trickle(
+        BatchWriter(BatchReading, using=alias, max_delay=0.2, linger=0.1), 100
+    )
+    assert lingering * 2 <= plain, (lingering, plain)
+
+
+def test_linger_longer_than_max_delay_is_refused() -> None:
+    with pytest.raises(ValueError, match="need 0 <= linger <= max_delay"):
+        BatchWriter(BatchReading, max_delay=0.05, linger=0.1)
+
+
 async def test_save_returns_once_the_row_is_visible_to_another_connection(
     alias: str, count_rows: Callable[[], int]
 ) -> None:
